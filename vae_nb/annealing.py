@@ -7,17 +7,17 @@ Docs: https://vae-nb.github.io/vae_nb/annealing.html.md"""
 # %% auto #0
 __all__ = ['SCHEDULES', 'constant_schedule', 'kl_factor']
 
-# %% ../nbs/05_annealing.ipynb #946d2281
+# %% ../nbs/05_annealing.ipynb #64f70509
 from .config import AnnealConfig
 
-# %% ../nbs/05_annealing.ipynb #f0acbb80
+# %% ../nbs/05_annealing.ipynb #5619216d
 def constant_schedule(step:int) -> float:
     "Always 1: the full KL weight from the first step."
     return 1.0
 
 SCHEDULES = {'constant': constant_schedule}
 
-# %% ../nbs/05_annealing.ipynb #4d4cffb3
+# %% ../nbs/05_annealing.ipynb #5ae04d7a
 def kl_factor(step:int, # Optimizer steps taken so far
               cfg:AnnealConfig) -> float:
     "The factor multiplying `loss.kl_weight` at `step` under `cfg.schedule`."

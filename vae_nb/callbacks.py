@@ -8,7 +8,7 @@ Docs: https://vae-nb.github.io/vae_nb/callbacks.html.md"""
 __all__ = ['to_device', 'DeviceCB', 'KLWeightCB', 'MaxStepsCB', 'ProgressCB', 'ValidationCB', 'MetricsLoggerCB', 'CheckpointCB',
            'SampleGridCB']
 
-# %% ../nbs/08_callbacks.ipynb #af55a423
+# %% ../nbs/08_callbacks.ipynb #6fe89f38
 import json, math, time
 from pathlib import Path
 import torch
@@ -20,7 +20,7 @@ from .metrics import psnr
 from .learner import Callback, CancelFitException
 from .visualize import save_recon_grid
 
-# %% ../nbs/08_callbacks.ipynb #cdeb1168
+# %% ../nbs/08_callbacks.ipynb #af22bf99
 def to_device(batch, device):
     "`batch` (tensor, dict, list or tuple of them) moved to `device`."
     if isinstance(batch, torch.Tensor): return batch.to(device, non_blocking=True)
@@ -35,7 +35,7 @@ class DeviceCB(Callback):
     def before_fit(self, learn): learn.model.to(self.device)
     def before_batch(self, learn): learn.batch = to_device(learn.batch, self.device)
 
-# %% ../nbs/08_callbacks.ipynb #4c8a4545
+# %% ../nbs/08_callbacks.ipynb #db4ac354
 class KLWeightCB(Callback):
     "Set `learn.kl_weight` before each batch: `loss.kl_weight` times the annealing factor at the current step."
     order = -5
@@ -50,7 +50,7 @@ class MaxStepsCB(Callback):
     def after_step(self, learn):
         if learn.step >= self.max_steps: raise CancelFitException()
 
-# %% ../nbs/08_callbacks.ipynb #1a9f2c3c
+# %% ../nbs/08_callbacks.ipynb #7c7dadfa
 class ProgressCB(Callback):
     "A progress bar per training epoch showing the running loss."
     order = 50
@@ -66,7 +66,7 @@ class ProgressCB(Callback):
         m = learn.val_metrics
         if is_main_process(): tqdm.write(f"epoch {m['epoch'] + 1}/{learn.n_epochs} step {m['step']}: val loss {m['total']:.4f}  mse {m['mse']:.5f}  psnr {m['psnr']:.2f} dB")
 
-# %% ../nbs/08_callbacks.ipynb #076dc3bb
+# %% ../nbs/08_callbacks.ipynb #45b1cac8
 class ValidationCB(Callback):
     "Evaluate on the validation set every `every` epochs; results in `learn.val_metrics`."
     order = 10
@@ -95,7 +95,7 @@ class ValidationCB(Callback):
         learn.val_metrics = {'step': learn.step, 'epoch': epoch, **{k: v / self.count for k, v in self.sums.items()}}
         learn.callback('after_validate')
 
-# %% ../nbs/08_callbacks.ipynb #d5ca2445
+# %% ../nbs/08_callbacks.ipynb #2c047257
 def _scalar(v): return v.item() if isinstance(v, torch.Tensor) else v
 
 class MetricsLoggerCB(Callback):
@@ -114,7 +114,7 @@ class MetricsLoggerCB(Callback):
         m = dict(learn.val_metrics); m['loss'] = m.pop('total')
         self.write({'step': m.pop('step'), 'epoch': m.pop('epoch'), 'split': 'val', **m, 'time': time.time()})
 
-# %% ../nbs/08_callbacks.ipynb #6239cfbe
+# %% ../nbs/08_callbacks.ipynb #01077beb
 class CheckpointCB(Callback):
     "Write `checkpoints/last.pt` and `checkpoints/best.pt`; optionally resume from a checkpoint."
     order = 30
@@ -140,7 +140,7 @@ class CheckpointCB(Callback):
         if value is not None and value < self.best: self.best = value; self.save(learn, 'best.pt')
     def after_fit(self, learn): self.save(learn, 'last.pt')
 
-# %% ../nbs/08_callbacks.ipynb #123fad5f
+# %% ../nbs/08_callbacks.ipynb #569933d9
 class SampleGridCB(Callback):
     "Write a PNG grid of originals over reconstructions to `run_dir/samples/`."
     order = 40

@@ -7,7 +7,7 @@ Docs: https://vae-nb.github.io/vae_nb/cli.html.md"""
 # %% auto #0
 __all__ = ['report_error', 'train']
 
-# %% ../nbs/12_cli.ipynb #12fb2510
+# %% ../nbs/12_cli.ipynb #4ef36b67
 import sys
 import yaml
 from fastcore.script import call_parse, is_cli
@@ -15,7 +15,7 @@ from .core import VaeNbError, ConfigError
 from .config import get_config, config_to_dict
 from .train import train_run
 
-# %% ../nbs/12_cli.ipynb #4d846eac
+# %% ../nbs/12_cli.ipynb #fcaccded
 def report_error(prog:str, err:VaeNbError) -> int:
     "Print `err` for a command-line user (one line per problem) and return exit code 2."
     problems = err.problems if isinstance(err, ConfigError) else [str(err)]
@@ -23,7 +23,7 @@ def report_error(prog:str, err:VaeNbError) -> int:
     else: print(f"{prog}: {len(problems)} problems:\n" + '\n'.join(f"  - {p}" for p in problems), file=sys.stderr)
     return err.exit_code
 
-# %% ../nbs/12_cli.ipynb #57f12f8b
+# %% ../nbs/12_cli.ipynb #9bf510e5
 @call_parse
 def train(*overrides:str, # `section.key=value` words applied last, e.g. train.lr=1e-4 model.latent_dim=64
           config:str=None, # A YAML or JSON config file

@@ -9,7 +9,7 @@ __all__ = ['DataConfig', 'ModelConfig', 'LossConfig', 'AnnealConfig', 'TrainConf
            'coerce', 'deep_merge', 'config_to_dict', 'config_from_dict', 'parse_override', 'overrides_to_dict',
            'load_config_file', 'save_config', 'validate_config', 'get_config']
 
-# %% ../nbs/01_config.ipynb #d92cb47e
+# %% ../nbs/01_config.ipynb #e4660682
 import json, difflib, types
 from dataclasses import dataclass, field, fields, is_dataclass, asdict
 from pathlib import Path
@@ -17,74 +17,142 @@ from typing import Literal, Union, get_type_hints, get_origin, get_args
 import yaml
 from .core import ConfigError, VaeNbError
 
-# %% ../nbs/01_config.ipynb #c7605b4d
+# %% ../nbs/01_config.ipynb #1ccc600d
 @dataclass
 class DataConfig:
-    "Where images come from and how they are shaped."
+    "Where images come from, how they are read, shaped, scaled, augmented and loaded."
     path: str = 'builtin:phantoms' # A folder of images or NIfTI volumes, a CSV file list, or `builtin:NAME` (phantoms, digits, faces, retina, mni152)
     spatial_dims: Literal[2, 3] = 2 # 2 for images, 3 for volumes; must match the model
-    in_channels: int = 1 # Image channels: 1 grayscale, 3 RGB
+    in_channels: int = 1 # Image channels: 1 grayscale, 3 RGB (images are converted on load)
     image_size: int = 32 # Side length each spatial axis is resized/padded to; larger = more detail, more memory and time
-    patch_size: list[int]|None = None # Per-axis patch size (e.g. [96, 112, 96]); overrides `image_size` when set
+    patch_size: list[int]|None = None # Per-axis size (e.g. [96, 112, 96] for 91x109x91 MRI, padded); overrides `image_size` when set
+    random_crop: bool = False # Train on random crops of `patch_size` instead of resizing/padding whole images
+    sources: list[str] = field(default_factory=lambda: ['all']) # Named sub-folders of `path` to use (e.g. [edente], [dente], or [all])
     num_samples: int = 2048 # Number of samples of a procedural built-in dataset (phantoms)
     max_samples: int|None = None # Cap on the total number of samples (dataset presets); None = all
-    train_split: float = 0.9 # Fraction of samples used for training; the rest validate (ignored when `val_dir` is set)
+    max_per_source: int|None = None # Cap on samples from each sub-source (seed 004's subset_size); None = all
+    train_split: float = 0.9 # Fraction of samples used for training; the rest validate (ignored when `val_dir` or a CSV split column is used)
     val_dir: str|None = None # A separate validation folder; overrides `train_split`
-    augment: bool = False # Random flips, rotations and intensity jitter on training data only
+    csv_path_column: str = 'path' # CSV column holding file paths (relative to the CSV's folder)
+    csv_split_column: str = 'split' # Optional CSV column with train/val per row
+    csv_label_column: str = 'label' # Optional CSV column with a class label per row
+    value_range: Literal['0_1', '-1_1'] = '0_1' # Intensity range fed to the model; pick the model's output activation to match (sigmoid / tanh)
+    intensity: Literal['minmax', 'percentile', 'none'] = 'minmax' # How raw intensities are scaled: min-max per image, robust percentiles (MRI), or as stored (8-bit images divide by 255)
+    percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5]) # Lower/upper percentiles for `intensity: percentile`
+    imagenet_normalized: bool = False # Inputs are ImageNet-normalized; losses then un-normalize them before comparing with reconstructions
+    augment: bool|list[str] = False # true for the default set, or a list from: flip, rot90, affine, intensity; training data only
+    cache: Literal['none', 'memory', 'persistent'] = 'memory' # Keep decoded samples in RAM, on disk (`cache_dir`, for NIfTI), or re-read every epoch
+    cache_dir: str|None = None # Folder for `cache: persistent`; None = <run_dir>/cache
     num_workers: int = 0 # DataLoader worker processes; 0 loads in the main process
-    on_bad_file: Literal['error', 'skip'] = 'error' # What to do with an unreadable file: stop with its name, or skip and count it
+    pin_memory: bool = False # Pin host memory for faster copies to the GPU
+    on_bad_file: Literal['error', 'skip'] = 'error' # What to do with an unreadable file: stop with its name, or skip it and report the count
 
-# %% ../nbs/01_config.ipynb #1dfc8423
+# %% ../nbs/01_config.ipynb #7f802e5c
 @dataclass
 class ModelConfig:
     "Which autoencoder to build and its architecture."
-    name: str = 'conv_vae' # Model family from the registry (conv_vae, ...)
-    latent_dim: int = 32 # Size of a flat latent vector (conv_vae); higher = more detail, weaker prior structure
+    name: str = 'conv_vae' # Model family: conv_vae, resnet_vae, autoencoder_kl, maisi
+    latent_dim: int = 32 # Size of a flat latent vector (conv_vae, resnet_vae); higher = more detail, weaker prior structure
     hidden_dims: list[int] = field(default_factory=lambda: [32, 64, 128]) # Channels of each stride-2 conv stage (conv_vae); more stages = deeper, more downsampling
     output_activation: Literal['sigmoid', 'tanh', 'none'] = 'sigmoid' # Output range: sigmoid for [0, 1] data, tanh for [-1, 1], none for logits
     logvar_clamp: float = 20.0 # Log-variance is clamped to [-logvar_clamp, logvar_clamp] for numerical safety
+    resnet_depth: Literal[18, 50] = 18 # ResNet encoder depth (resnet_vae)
+    pretrained: bool = False # Start the ResNet encoder from ImageNet weights in torchvision's cache (resnet_vae)
+    fc_dims: list[int] = field(default_factory=lambda: [1024, 1024]) # Hidden fully-connected layers between encoder and latent (resnet_vae, seed 004)
+    channels: list[int] = field(default_factory=lambda: [64, 128, 256]) # Channels per level (autoencoder_kl, maisi); higher = better quality, more memory; more levels = more downsampling
+    latent_channels: int = 4 # Channels of the spatial latent (autoencoder_kl, maisi); higher = less compression
+    num_res_blocks: int|list[int] = 2 # Residual blocks per level, one number or one per level (autoencoder_kl, maisi); more = better quality, slower
+    norm_num_groups: int = 32 # GroupNorm groups; must divide every entry of `channels`
+    norm_eps: float = 1e-6 # GroupNorm epsilon; rarely needs changing
+    attention_levels: list[bool] = field(default_factory=lambda: [False, False, False]) # Self-attention per level (autoencoder_kl, maisi); true = better quality, much slower
+    with_encoder_nonlocal_attn: bool = True # Attention in the encoder bottleneck: global context
+    with_decoder_nonlocal_attn: bool = True # Attention in the decoder bottleneck: better reconstructions
+    gradient_checkpointing: bool = False # Recompute activations in the backward pass: much less memory, about 30% slower
+    num_splits: int = 1 # MAISI: split convolutions into this many chunks along `dim_split` to save memory
+    dim_split: int = 1 # MAISI: spatial axis along which convolutions are split
+    norm_float16: bool = False # MAISI: run GroupNorm in float16 to save memory
+    disc_channels: int = 64 # Channels of the first PatchGAN discriminator layer
+    disc_num_layers: int = 3 # Strided layers of the PatchGAN discriminator; more = larger patches judged
 
-# %% ../nbs/01_config.ipynb #4a6a9561
+# %% ../nbs/01_config.ipynb #46f8973a
 @dataclass
 class LossConfig:
     "How reconstructions are scored and how strongly the latent is regularised."
-    recon: Literal['mse', 'l1'] = 'mse' # Reconstruction loss: mse is smoother, l1 sharper (medical images)
-    kl_weight: float = 1e-4 # Weight of the KL term (per-sample KL, summed over latent elements); too high = blurry, too low = unstructured latent
+    mse_weight: float = 1.0 # Weight of the mean squared error; smooth results
+    l1_weight: float = 0.0 # Weight of the mean absolute error; sharper details (recommended for medical images)
+    bce_weight: float = 0.0 # Weight of binary cross-entropy (data in [0, 1]; computed from logits when the model outputs logits)
+    kl_weight: float = 1e-4 # Weight of the KL term; too high = blurry, too low = unstructured latent (see `kl_reduction` for magnitudes)
+    kl_reduction: Literal['per_sample', 'per_element'] = 'per_sample' # KL summed over latent elements per sample (beta-VAE scale) or averaged per element
+    free_bits: float = 0.0 # Minimum KL (nats) per latent dimension before it is penalised; guards against posterior collapse
+    perceptual_weight: float = 0.0 # Weight of the VGG16 feature distance (2.5D for volumes); higher = better texture, slower
+    perceptual_pretrained: bool = True # Use ImageNet VGG16 weights from torchvision's cache (false: random weights, for tests)
+    lpips_weight: float = 0.0 # Weight of the LPIPS distance (2.5D for volumes); best perceptual quality, slowest
+    lpips_net: Literal['alex', 'vgg', 'squeeze'] = 'alex' # LPIPS backbone
+    lpips_pretrained: bool = True # Use the pretrained LPIPS backbone and calibration (false: random weights, for tests)
+    adv_weight: float = 0.0 # Weight of the PatchGAN adversarial term for the generator; 0 = no discriminator
+    adv_loss: Literal['hinge', 'least_squares', 'non_saturating'] = 'hinge' # GAN objective for generator and discriminator
+    disc_start: int = 0 # Optimizer step at which the discriminator joins (pre-training before, GAN phase after)
+    adaptive_adv_weight: bool = False # Scale the adversarial term by the ratio of gradient norms at the last decoder layer (latent-diffusion style)
+    y_weight: float = 0.0 # Weight of the auxiliary classifier on the latent mean (datasets with labels); 0 = off
+    num_classes: int|None = None # Classes of the auxiliary classifier; None = inferred from the labels
 
-# %% ../nbs/01_config.ipynb #bc5ec438
+# %% ../nbs/01_config.ipynb #489b7c2d
 @dataclass
 class AnnealConfig:
-    "How the KL weight changes over training steps (multiplies `loss.kl_weight`)."
-    schedule: Literal['constant'] = 'constant' # KL weight schedule; constant keeps `loss.kl_weight` throughout
+    "How the KL weight changes over training steps: a factor in [min_factor, 1] multiplying `loss.kl_weight`."
+    schedule: Literal['constant', 'linear', 'cyclical', 'sigmoid', 'cosine'] = 'constant' # constant = full weight always; the others ramp up to avoid posterior collapse
+    start: int = 0 # Step where the ramp starts (factor `min_factor` before it)
+    end: int = 5000 # Step where the ramp reaches 1 (linear, sigmoid, cosine)
+    cycle_length: int = 10000 # Steps per cycle (cyclical)
+    ramp_fraction: float = 0.5 # Fraction of each cycle spent ramping up; the rest stays at 1 (cyclical)
+    min_factor: float = 0.0 # Factor at the bottom of the ramp
 
-# %% ../nbs/01_config.ipynb #24b65854
+# %% ../nbs/01_config.ipynb #7e785c97
 @dataclass
 class TrainConfig:
     "Optimisation: how long, how fast, on what."
     epochs: int = 10 # Passes over the training set
     max_steps: int|None = None # Stop after this many optimizer steps (fast iteration); None = run all epochs
     batch_size: int = 32 # Samples per step on each process
-    lr: float = 1e-3 # Learning rate (scaled by the number of processes under torchrun when `lr_scale_with_world_size`)
-    weight_decay: float = 0.0 # Decoupled weight decay (AdamW); 0 = none
-    seed: int = 0 # Seed for data order, splits, initial weights and sampling; same seed, same run
+    val_batch_size: int|None = None # Validation batch size; None = `batch_size`
+    lr: float = 1e-3 # Learning rate per process count 1 (scaled under torchrun when `lr_scale_with_world_size`); too high = unstable/NaN
+    lr_scale_with_world_size: bool = True # Multiply `lr` by the number of processes (seed 000's rule)
+    optimizer: Literal['adam', 'adamw'] = 'adamw' # Optimizer
+    weight_decay: float = 0.0 # Weight decay (decoupled for adamw); 0 = none
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999]) # Adam betas
+    scheduler: Literal['none', 'exponential', 'cosine'] = 'none' # LR schedule after warm-up: none, exponential per epoch (`scheduler_gamma`), or cosine to 0
+    scheduler_gamma: float = 0.95 # Per-epoch LR decay factor for `scheduler: exponential`
+    warmup_steps: int = 0 # Linear LR warm-up from 0 over this many steps
+    grad_clip: float|None = None # Clip the gradient norm to this value; None = no clipping
+    grad_accum: int = 1 # Accumulate gradients over this many batches per optimizer step
+    precision: Literal['auto', 'fp32', 'bf16', 'fp16'] = 'fp32' # Autocast precision: fp16 (CUDA, with a GradScaler), bf16 (CPU or CUDA), fp32, or auto
+    channels_last: bool = False # Use the channels-last memory format (can be faster with AMP on GPUs)
     device: str = 'auto' # auto picks CUDA, then MPS, then CPU; or cpu, cuda, cuda:1, mps
+    seed: int = 0 # Seed for data order, splits, initial weights and sampling; same seed, same run
     val_interval: int = 1 # Validate every N epochs
+    best_metric: str = 'loss' # Validation metric that decides `best.pt` (lower is better; psnr/ssim higher is better)
+    disc_lr: float|None = None # Discriminator learning rate; None = `lr`
+    nan_policy: Literal['stop', 'skip', 'rollback'] = 'stop' # On a non-finite loss: stop with a report, skip the batch, or reload the last good state with a lower LR
 
-# %% ../nbs/01_config.ipynb #3d79a4d3
+# %% ../nbs/01_config.ipynb #e8530d83
 @dataclass
 class LogConfig:
     "What a run records and how often."
-    every_n_steps: int = 10 # Write a training row to metrics.jsonl every N optimizer steps
+    every_n_steps: int = 10 # Write a training row to metrics.jsonl (and TensorBoard) every N optimizer steps
     progress: bool = True # Show a progress bar
+    tensorboard: bool = True # Write TensorBoard events under <run_dir>/tb
+    sample_every_n_steps: int|None = None # Write a reconstruction grid to samples/ every N steps (always at the end)
+    checkpoint_every_n_steps: int|None = None # Also write checkpoints/step_<N>.pt every N steps
+    keep_checkpoints: int = 3 # How many step checkpoints to keep (oldest deleted first)
 
-# %% ../nbs/01_config.ipynb #20533b28
+# %% ../nbs/01_config.ipynb #dad8f679
 @dataclass
 class PathsConfig:
     "Where a run writes and what it resumes from."
     run_dir: str|None = None # Output folder for config, metrics, checkpoints and samples; None = runs/<date-time>
     resume: str|None = None # Checkpoint to resume from; None starts fresh
 
-# %% ../nbs/01_config.ipynb #411023d9
+# %% ../nbs/01_config.ipynb #9f33a9ae
 @dataclass
 class Config:
     "A complete, resolved vae_nb run configuration."
@@ -96,7 +164,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig) # Logging
     paths: PathsConfig = field(default_factory=PathsConfig) # Outputs and resume
 
-# %% ../nbs/01_config.ipynb #7b521079
+# %% ../nbs/01_config.ipynb #f3fcd5e0
 def _type_name(tp) -> str:
     "Readable name of a type annotation."
     if get_origin(tp) is Literal: return ' | '.join(repr(a) for a in get_args(tp))
@@ -104,7 +172,7 @@ def _type_name(tp) -> str:
     if get_origin(tp) is list: return f'list of {_type_name(get_args(tp)[0])}'
     return 'null' if tp is type(None) else getattr(tp, '__name__', str(tp))
 
-# %% ../nbs/01_config.ipynb #685dbbd1
+# %% ../nbs/01_config.ipynb #b85b25cb
 def coerce(value, # The value to check
            tp): # The field's type annotation
     "`value` converted to `tp`, or `TypeError` saying what was expected."
@@ -131,7 +199,7 @@ def coerce(value, # The value to check
     elif isinstance(tp, type) and isinstance(value, tp): return value
     raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
 
-# %% ../nbs/01_config.ipynb #dd57c05c
+# %% ../nbs/01_config.ipynb #4f594255
 def _suggest(key, choices) -> str:
     "A did-you-mean hint for an unknown `key`."
     close = difflib.get_close_matches(key, list(choices), n=1)
@@ -150,7 +218,7 @@ def _build(cls, d:dict, prefix:str, problems:list):
         except TypeError as e: problems.append(f"{prefix}{k}: {e}")
     return cls(**kwargs)
 
-# %% ../nbs/01_config.ipynb #3570c8f1
+# %% ../nbs/01_config.ipynb #6c4229b5
 def deep_merge(base:dict, update:dict) -> dict:
     "A copy of `base` with `update` merged in, recursing into nested dicts."
     out = dict(base)
@@ -171,7 +239,7 @@ def config_from_dict(d:dict, # Nested mapping in the vae_nb schema, possibly par
     if problems: raise ConfigError(problems)
     return cfg
 
-# %% ../nbs/01_config.ipynb #e5eee3b1
+# %% ../nbs/01_config.ipynb #ffd49e12
 def parse_override(word:str) -> tuple[str, object]:
     "Split `section.key=value` into the dotted key and its YAML-parsed value."
     if '=' not in word: raise ConfigError(f"{word}: an override must look like section.key=value (e.g. train.lr=1e-4)")
@@ -191,7 +259,7 @@ def overrides_to_dict(words) -> dict:
         node[leaf] = value
     return out
 
-# %% ../nbs/01_config.ipynb #10d29236
+# %% ../nbs/01_config.ipynb #fae6a772
 def load_config_file(path:str|Path) -> dict:
     "The mapping in a YAML or JSON config file, with a clear error when it is missing or malformed."
     path = Path(path)
@@ -208,7 +276,7 @@ def save_config(cfg:Config, path:str|Path) -> Path:
     path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return path
 
-# %% ../nbs/01_config.ipynb #2f156580
+# %% ../nbs/01_config.ipynb #43cb3124
 def validate_config(cfg:Config) -> list[str]:
     "Problems with value ranges and cross-field rules in `cfg`, each as 'field: problem; fix'."
     p = []
@@ -225,7 +293,7 @@ def validate_config(cfg:Config) -> list[str]:
         if any(s % down for s in sizes): p.append(f"data.image_size: {sizes} must be divisible by {down} (2 ** len(model.hidden_dims)); change the size or the number of stages")
     return p
 
-# %% ../nbs/01_config.ipynb #fa834388
+# %% ../nbs/01_config.ipynb #967bee64
 def get_config(file:str|Path|None=None, # A YAML/JSON config file
                overrides:list|tuple=(), # `key=value` words, applied last
                **sections) -> Config: # Section dicts merged after the file, e.g. `train=dict(epochs=2)`

@@ -8,18 +8,18 @@ Docs: https://vae-nb.github.io/vae_nb/core.html.md"""
 __all__ = ['VaeNbError', 'ConfigError', 'seed_everything', 'get_device', 'world_size', 'rank', 'is_main_process', 'atomic_save',
            'load_checkpoint']
 
-# %% ../nbs/00_core.ipynb #5730f921
+# %% ../nbs/00_core.ipynb #c1c5c03e
 import os, random, tempfile
 from pathlib import Path
 import numpy as np
 import torch
 
-# %% ../nbs/00_core.ipynb #6571fbd8
+# %% ../nbs/00_core.ipynb #fb41f6b4
 class VaeNbError(ValueError):
     "Bad input the user can fix; the message names the file, field or value at fault and the fix."
     exit_code = 2
 
-# %% ../nbs/00_core.ipynb #0fcffb7e
+# %% ../nbs/00_core.ipynb #69867fbf
 class ConfigError(VaeNbError):
     "One or more problems in a configuration, reported together."
     def __init__(self,
@@ -27,12 +27,12 @@ class ConfigError(VaeNbError):
         self.problems = [problems] if isinstance(problems, str) else list(problems)
         super().__init__('; '.join(self.problems))
 
-# %% ../nbs/00_core.ipynb #8a520d9b
+# %% ../nbs/00_core.ipynb #5eab2389
 def seed_everything(seed:int): # Seed for Python, NumPy and PyTorch (CPU and CUDA)
     "Seed every random number generator a training run touches."
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
-# %% ../nbs/00_core.ipynb #8d3c2605
+# %% ../nbs/00_core.ipynb #96624c34
 def get_device(name:str='auto'): # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     "The `torch.device` to train on."
     if name != 'auto': return torch.device(name)
@@ -40,7 +40,7 @@ def get_device(name:str='auto'): # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
     return torch.device('cpu')
 
-# %% ../nbs/00_core.ipynb #b2be0b16
+# %% ../nbs/00_core.ipynb #4e6cdad0
 def world_size() -> int:
     "Number of processes in this run (1 without torchrun)."
     return int(os.environ.get('WORLD_SIZE', 1))
@@ -53,7 +53,7 @@ def is_main_process() -> bool:
     "True on the process that logs and writes files."
     return rank() == 0
 
-# %% ../nbs/00_core.ipynb #369eefd2
+# %% ../nbs/00_core.ipynb #533c8eec
 def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and plain Python for `weights_only` loading)
                 path:str|Path): # Destination file; its folder is created
     "Write `obj` to `path` atomically: temp file, fsync, rename."
@@ -67,7 +67,7 @@ def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and pla
         Path(tmp).unlink(missing_ok=True); raise
     return path
 
-# %% ../nbs/00_core.ipynb #c6b6bf39
+# %% ../nbs/00_core.ipynb #5095cb56
 def load_checkpoint(path:str|Path, # A file written by `atomic_save`
                     map_location='cpu'): # Where tensors are loaded
     "Load a checkpoint safely (`weights_only=True`), with a clear error for a missing or corrupt file."

@@ -8,7 +8,7 @@ Docs: https://vae-nb.github.io/vae_nb/data.html.md"""
 __all__ = ['BUILTIN_DATASETS', 'make_phantom', 'PhantomDataset', 'phantoms_dataset', 'load_dataset', 'split_indices',
            'build_datasets', 'build_dataloaders']
 
-# %% ../nbs/02_data.ipynb #d8a9fd31
+# %% ../nbs/02_data.ipynb #5a9caea9
 from pathlib import Path
 import numpy as np
 import torch
@@ -16,7 +16,7 @@ from torch.utils.data import Dataset, DataLoader, Subset
 from .core import VaeNbError
 from .config import Config, DataConfig
 
-# %% ../nbs/02_data.ipynb #6a8acf1a
+# %% ../nbs/02_data.ipynb #300858c8
 def make_phantom(rng:np.random.Generator, # Source of randomness (determines the phantom)
                  size:int=32, # Side length of each spatial axis
                  spatial_dims:int=2, # 2 (ellipses) or 3 (ellipsoids)
@@ -34,7 +34,7 @@ def make_phantom(rng:np.random.Generator, # Source of randomness (determines the
         img += inside[None] * rng.uniform(0.2, 0.7, (channels,) + (1,) * spatial_dims).astype(np.float32)
     return np.clip(img, 0, 1)
 
-# %% ../nbs/02_data.ipynb #7d88922f
+# %% ../nbs/02_data.ipynb #c444face
 class PhantomDataset(Dataset):
     "`n` procedural phantoms, generated on first access and kept in memory."
     def __init__(self, n:int=1024, # Number of samples
@@ -53,14 +53,14 @@ class PhantomDataset(Dataset):
             self._cache[i] = torch.from_numpy(make_phantom(rng, self.size, self.spatial_dims, self.channels))
         return {'image': self._cache[i]}
 
-# %% ../nbs/02_data.ipynb #38e80715
+# %% ../nbs/02_data.ipynb #b313e0cf
 def phantoms_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     "The `phantoms` built-in: `data.num_samples` ellipse phantoms at `data.image_size`."
     return PhantomDataset(cfg.num_samples, cfg.image_size, cfg.spatial_dims, cfg.in_channels, seed)
 
 BUILTIN_DATASETS = {'phantoms': phantoms_dataset}
 
-# %% ../nbs/02_data.ipynb #c5cc7076
+# %% ../nbs/02_data.ipynb #d473f7e8
 def load_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     "The full dataset named by `cfg.path`, before splitting."
     if cfg.path.startswith('builtin:'):
@@ -70,7 +70,7 @@ def load_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     if not Path(cfg.path).exists(): raise VaeNbError(f"data.path: {cfg.path} does not exist; pass an existing folder or CSV file, or builtin:phantoms")
     raise VaeNbError(f"data.path: {cfg.path}: only built-in datasets are supported in this version; use builtin:phantoms")
 
-# %% ../nbs/02_data.ipynb #64ff6acd
+# %% ../nbs/02_data.ipynb #d291a2ad
 def split_indices(n:int, # Number of samples
                   train_split:float=0.9, # Fraction for training
                   seed:int=0 # Seed of the permutation
@@ -80,7 +80,7 @@ def split_indices(n:int, # Number of samples
     n_train = min(max(int(round(n * train_split)), 1), n - 1) if n >= 2 and train_split < 1 else n
     return perm[:n_train], perm[n_train:]
 
-# %% ../nbs/02_data.ipynb #fb21215a
+# %% ../nbs/02_data.ipynb #9b468da5
 def build_datasets(cfg:Config) -> dict:
     "Training and validation datasets for `cfg` as `{'train': ..., 'val': ...}`."
     ds = load_dataset(cfg.data, cfg.train.seed)

@@ -8,12 +8,12 @@ Docs: https://vae-nb.github.io/vae_nb/learner.html.md"""
 __all__ = ['CancelStepException', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'Callback', 'run_cbs',
            'with_cbs', 'Learner']
 
-# %% ../nbs/07_learner.ipynb #8df601a8
+# %% ../nbs/07_learner.ipynb #64684570
 from operator import attrgetter
 import torch
 from fastcore.basics import store_attr
 
-# %% ../nbs/07_learner.ipynb #4e485281
+# %% ../nbs/07_learner.ipynb #cb9f91dd
 class CancelStepException(Exception): "Skip this optimizer step."
 class CancelBatchException(Exception): "Skip the rest of this batch."
 class CancelEpochException(Exception): "Skip the rest of this epoch."
@@ -24,7 +24,7 @@ class Callback:
     order = 0
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/07_learner.ipynb #e70319f7
+# %% ../nbs/07_learner.ipynb #3e703a24
 def run_cbs(cbs, # Callbacks
             event:str, # Event name, e.g. 'before_batch'
             learn=None): # The learner, passed to each method
@@ -46,7 +46,7 @@ class with_cbs:
             finally: o.callback(f'cleanup_{self.stage}')
         return _f
 
-# %% ../nbs/07_learner.ipynb #8932587c
+# %% ../nbs/07_learner.ipynb #ad4a0504
 class Learner:
     "Minimal training loop driven by callbacks."
     def __init__(self, model, # A model following the `VAEBase` interface
@@ -56,9 +56,12 @@ class Learner:
                  cbs:list=(), # Callbacks
                  opt_func=torch.optim.AdamW): # Optimizer factory: `opt_func(params, lr=lr)`
         store_attr('model,dls,loss_func,lr,opt_func')
-        self.cbs, self.opt = list(cbs), opt_func(model.parameters(), lr=lr)
+        self.cbs, self.opt = list(cbs), opt_func(self.parameters(), lr=lr)
         self.step, self.epoch, self.start_epoch, self.kl_weight, self.training = 0, 0, 0, None, False
 
+    def parameters(self):
+        "Trainable parameters: the model's and the loss's own (e.g. an auxiliary classifier head)."
+        return [*self.model.parameters(), *(self.loss_func.parameters() if hasattr(self.loss_func, 'parameters') else [])]
     def callback(self, event:str): run_cbs(self.cbs, event, self)
     def add_cb(self, cb): self.cbs.append(cb); return self
 

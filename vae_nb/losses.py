@@ -7,24 +7,24 @@ Docs: https://vae-nb.github.io/vae_nb/losses.html.md"""
 # %% auto #0
 __all__ = ['recon_loss', 'kl_divergence', 'LossBreakdown', 'VAELoss']
 
-# %% ../nbs/04_losses.ipynb #bbd3dbb8
+# %% ../nbs/04_losses.ipynb #48ac7457
 from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from .config import Config, LossConfig
 
-# %% ../nbs/04_losses.ipynb #cbe2e1f6
+# %% ../nbs/04_losses.ipynb #b3946bdf
 def recon_loss(recon, x, kind:str='mse'):
     "Mean reconstruction error of `recon` against `x`: 'mse' or 'l1'."
     return {'mse': F.mse_loss, 'l1': F.l1_loss}[kind](recon, x)
 
-# %% ../nbs/04_losses.ipynb #ac17c531
+# %% ../nbs/04_losses.ipynb #12e0e9e5
 def kl_divergence(mu, logvar):
     "Per-sample KL(N(mu, exp(logvar)) || N(0, 1)): summed over latent elements, mean over the batch."
     kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
     return kl.flatten(1).sum(1).mean()
 
-# %% ../nbs/04_losses.ipynb #ad7c0490
+# %% ../nbs/04_losses.ipynb #c2b2b588
 class LossBreakdown(NamedTuple):
     "Total loss and each term, unweighted, for logging by name."
     total: torch.Tensor # What is backpropagated
@@ -32,12 +32,13 @@ class LossBreakdown(NamedTuple):
     kl: torch.Tensor # KL divergence (before weighting)
 
 class VAELoss:
-    "Reconstruction + `kl_weight` * KL."
+    "Weighted reconstruction terms (`mse_weight`, `l1_weight`) + `kl_weight` * KL."
     def __init__(self, cfg:LossConfig): self.cfg = cfg
     def __call__(self, out, # The model's `VAEOutput`
                  x, # The input batch
                  kl_weight:float|None=None # KL weight at this step; `cfg.kl_weight` if None
                 ) -> LossBreakdown:
         w = self.cfg.kl_weight if kl_weight is None else kl_weight
-        rec, kl = recon_loss(out.recon, x, self.cfg.recon), kl_divergence(out.mu, out.logvar)
+        terms = [w * recon_loss(out.recon, x, k) for k, w in (('mse', self.cfg.mse_weight), ('l1', self.cfg.l1_weight)) if w]
+        rec, kl = sum(terms) if terms else out.recon.new_zeros(()), kl_divergence(out.mu, out.logvar)
         return LossBreakdown(rec + w * kl, rec, kl)

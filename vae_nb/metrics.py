@@ -7,11 +7,11 @@ Docs: https://vae-nb.github.io/vae_nb/metrics.html.md"""
 # %% auto #0
 __all__ = ['psnr']
 
-# %% ../nbs/06_metrics.ipynb #f559663e
+# %% ../nbs/06_metrics.ipynb #50e6397b
 import torch
 import torch.nn.functional as F
 
-# %% ../nbs/06_metrics.ipynb #6259336d
+# %% ../nbs/06_metrics.ipynb #d0bf1b68
 def psnr(x, y, data_range:float=1.0):
     "Mean PSNR (dB) between batches `x` and `y`."
     mse = F.mse_loss(x, y, reduction='none').flatten(1).mean(1).clamp_min(1e-10)

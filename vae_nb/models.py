@@ -7,7 +7,7 @@ Docs: https://vae-nb.github.io/vae_nb/models.html.md"""
 # %% auto #0
 __all__ = ['MODELS', 'VAEOutput', 'VAEBase', 'ConvVAE', 'conv_vae', 'build_model']
 
-# %% ../nbs/03_models.ipynb #50550d18
+# %% ../nbs/03_models.ipynb #607e4648
 import math
 from typing import NamedTuple
 import torch
@@ -15,14 +15,14 @@ from torch import nn
 from .core import ConfigError
 from .config import Config
 
-# %% ../nbs/03_models.ipynb #53607ccb
+# %% ../nbs/03_models.ipynb #42b70883
 class VAEOutput(NamedTuple):
     "What `forward` returns: the reconstruction and the posterior's mean and log-variance."
     recon: torch.Tensor # Reconstruction, same shape as the input
     mu: torch.Tensor # Posterior mean (flat `[B, D]` or spatial `[B, C, *S]`)
     logvar: torch.Tensor # Posterior log-variance, same shape as `mu`
 
-# %% ../nbs/03_models.ipynb #72c57d0b
+# %% ../nbs/03_models.ipynb #4807d01d
 class VAEBase(nn.Module):
     "Shared behaviour: reparameterisation, forward, sampling and sizes. Subclasses define `encode`, `decode` and `latent_shape`."
     logvar_clamp = 20.0
@@ -42,13 +42,13 @@ class VAEBase(nn.Module):
     @property
     def num_params(self) -> int: return sum(p.numel() for p in self.parameters())
 
-# %% ../nbs/03_models.ipynb #087c9036
+# %% ../nbs/03_models.ipynb #ba816e48
 def _conv_block(conv, norm, c_in, c_out, **kw):
     return nn.Sequential(conv(c_in, c_out, kernel_size=3, padding=1, **kw), norm(c_out), nn.LeakyReLU(0.2))
 
 _OUTPUT_ACTIVATIONS = {'sigmoid': nn.Sigmoid, 'tanh': nn.Tanh, 'none': nn.Identity}
 
-# %% ../nbs/03_models.ipynb #808eb32c
+# %% ../nbs/03_models.ipynb #bae501b8
 class ConvVAE(VAEBase):
     "Conv encoder -> flat Gaussian latent -> transposed-conv decoder, 2D or 3D."
     def __init__(self, in_channels:int=1, # Input (and output) channels
@@ -81,7 +81,7 @@ class ConvVAE(VAEBase):
     def decode(self, z): return self.decoder(self.fc_dec(z).view(-1, *self.bottom))
     def latent_shape(self, input_shape=None) -> tuple: return (self.latent_dim,)
 
-# %% ../nbs/03_models.ipynb #2fe6f7d5
+# %% ../nbs/03_models.ipynb #2c4e1195
 def conv_vae(cfg:Config) -> ConvVAE:
     "`ConvVAE` from `cfg.model` and the data shape."
     m, d = cfg.model, cfg.data

@@ -7,7 +7,7 @@ Docs: https://vae-nb.github.io/vae_nb/train.html.md"""
 # %% auto #0
 __all__ = ['resolve_run_dir', 'build_callbacks', 'build_learner', 'train_run']
 
-# %% ../nbs/10_train.ipynb #fa09fe78
+# %% ../nbs/10_train.ipynb #42628958
 from datetime import datetime
 from pathlib import Path
 from .core import seed_everything, get_device, is_main_process, ConfigError
@@ -18,12 +18,12 @@ from .losses import VAELoss
 from .learner import Learner
 from .callbacks import *
 
-# %% ../nbs/10_train.ipynb #023d8db0
+# %% ../nbs/10_train.ipynb #a901eeee
 def resolve_run_dir(cfg:Config) -> Path:
     "`cfg.paths.run_dir`, or a new `runs/<date-time>` folder when unset."
     return Path(cfg.paths.run_dir or Path('runs')/datetime.now().strftime('%Y%m%d-%H%M%S'))
 
-# %% ../nbs/10_train.ipynb #5d584818
+# %% ../nbs/10_train.ipynb #a3ca816e
 def build_callbacks(cfg:Config, run_dir:Path) -> list:
     "The standard callbacks of a training run writing to `run_dir`."
     cbs = [DeviceCB(get_device(cfg.train.device)), KLWeightCB(cfg), ValidationCB(cfg.train.val_interval),
@@ -39,7 +39,7 @@ def build_learner(cfg:Config, run_dir:Path, cbs:list=()) -> Learner:
     dls, model = build_dataloaders(cfg), build_model(cfg)
     return Learner(model, dls, VAELoss(cfg.loss), lr=cfg.train.lr, cbs=build_callbacks(cfg, run_dir) + list(cbs))
 
-# %% ../nbs/10_train.ipynb #6f0381e1
+# %% ../nbs/10_train.ipynb #5d7f9da6
 def train_run(cfg:Config, # A resolved config (see `get_config`)
               cbs:list=() # Extra callbacks
              ) -> Path:

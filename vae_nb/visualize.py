@@ -7,12 +7,12 @@ Docs: https://vae-nb.github.io/vae_nb/visualize.html.md"""
 # %% auto #0
 __all__ = ['to_display', 'recon_grid', 'save_recon_grid']
 
-# %% ../nbs/09_visualize.ipynb #b60e4bbe
+# %% ../nbs/09_visualize.ipynb #28bcfa49
 from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-# %% ../nbs/09_visualize.ipynb #7cd13d8a
+# %% ../nbs/09_visualize.ipynb #a62b8c98
 def to_display(x, value_range:tuple=(0., 1.)):
     "Batch `[B, C, *spatial]` as displayable `[B, 1|3, H, W]` in [0, 1]."
     while x.ndim > 4: x = x.select(2, x.shape[2] // 2)
