@@ -8,12 +8,12 @@ Docs: https://vae-nb.github.io/vae_nb/learner.html.md"""
 __all__ = ['CancelStepException', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'Callback', 'run_cbs',
            'with_cbs', 'Learner']
 
-# %% ../nbs/07_learner.ipynb #64684570
+# %% ../nbs/07_learner.ipynb #63c7ac52
 from operator import attrgetter
 import torch
 from fastcore.basics import store_attr
 
-# %% ../nbs/07_learner.ipynb #cb9f91dd
+# %% ../nbs/07_learner.ipynb #d8a28fd7
 class CancelStepException(Exception): "Skip this optimizer step."
 class CancelBatchException(Exception): "Skip the rest of this batch."
 class CancelEpochException(Exception): "Skip the rest of this epoch."
@@ -24,7 +24,7 @@ class Callback:
     order = 0
     def __repr__(self): return type(self).__name__
 
-# %% ../nbs/07_learner.ipynb #3e703a24
+# %% ../nbs/07_learner.ipynb #2f18bccd
 def run_cbs(cbs, # Callbacks
             event:str, # Event name, e.g. 'before_batch'
             learn=None): # The learner, passed to each method
@@ -46,7 +46,7 @@ class with_cbs:
             finally: o.callback(f'cleanup_{self.stage}')
         return _f
 
-# %% ../nbs/07_learner.ipynb #ad4a0504
+# %% ../nbs/07_learner.ipynb #05adcb54
 class Learner:
     "Minimal training loop driven by callbacks."
     def __init__(self, model, # A model following the `VAEBase` interface
@@ -57,7 +57,8 @@ class Learner:
                  opt_func=torch.optim.AdamW): # Optimizer factory: `opt_func(params, lr=lr)`
         store_attr('model,dls,loss_func,lr,opt_func')
         self.cbs, self.opt = list(cbs), opt_func(self.parameters(), lr=lr)
-        self.step, self.epoch, self.start_epoch, self.kl_weight, self.training = 0, 0, 0, None, False
+        self.step, self.epoch, self.start_epoch, self.start_iter, self.kl_weight, self.training = 0, 0, 0, 0, None, False
+        self.scaler = None
 
     def parameters(self):
         "Trainable parameters: the model's and the loss's own (e.g. an auxiliary classifier head)."
@@ -67,10 +68,13 @@ class Learner:
 
     def predict(self): self.x = self.batch['image']; self.preds = self.model(self.x)
     def get_loss(self): self.loss = self.loss_func(self.preds, self.x, kl_weight=self.kl_weight)
-    def backward(self): self.loss.total.backward()
+    def backward(self): (self.scaler.scale(self.loss.total) if self.scaler else self.loss.total).backward()
+    def opt_step(self):
+        if self.scaler: self.scaler.step(self.opt); self.scaler.update()
+        else: self.opt.step()
 
     @with_cbs('step')
-    def optimizer_step(self): self.opt.step(); self.opt.zero_grad(); self.step += 1
+    def optimizer_step(self): self.opt_step(); self.opt.zero_grad(set_to_none=True); self.step += 1
 
     @with_cbs('batch')
     def one_batch(self):
@@ -80,7 +84,7 @@ class Learner:
 
     @with_cbs('epoch')
     def _one_epoch(self):
-        for self.iter, self.batch in enumerate(self.dl): self.one_batch()
+        for self.iter, self.batch in enumerate(self.dl, self.start_iter if self.training else 0): self.one_batch()
 
     def one_epoch(self, training:bool, dl=None):
         "One pass over `dl` (the train or val loader by default), with gradients only when training."
@@ -94,7 +98,7 @@ class Learner:
         try:
             self.callback('before_fit')
             try:
-                for self.epoch in range(self.start_epoch, n_epochs): self.one_epoch(True)
+                for self.epoch in range(self.start_epoch, n_epochs): self.one_epoch(True); self.start_iter = 0
             except CancelFitException: pass
             self.callback('after_fit')
         finally: self.callback('cleanup_fit')
