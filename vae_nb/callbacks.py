@@ -27,6 +27,7 @@ from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main
 from .config import Config, TrainConfig, config_to_dict
 from .annealing import kl_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
+from .distributed import any_rank
 from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException
 from .visualize import save_recon_grid, recon_grid
 
@@ -290,7 +291,7 @@ class SignalCB(Callback):
         for s, h in self.old.items(): signal.signal(s, h)
         self.old = {}
     def after_step(self, learn):
-        if self.received is None: return
+        if not any_rank(self.received is not None): return  # every rank stops after the same step
         learn.interrupted = True
         if is_main_process(): tqdm.write(f"{signal.Signals(self.received).name} received: stopping after step {learn.step}, writing a checkpoint", file=sys.stderr)
         raise CancelFitException()

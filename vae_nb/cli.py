@@ -13,7 +13,7 @@ import yaml
 from pathlib import Path
 from typing import Annotated
 from fastcore.script import call_parse, is_cli
-from .core import VaeNbError, ConfigError
+from .core import VaeNbError, ConfigError, is_main_process
 from .config import get_config, config_to_dict, resolve_config, format_config, load_presets, list_presets as presets_text
 from .train import train_run
 
@@ -40,7 +40,7 @@ def _train(overrides, config, preset_file, preset_names, flags, print_config, li
     if print_config: print(format_config(r), end=''); return 0, r.cfg
     for n in r.notes: print(f"vae_nb_train: note: {n}", file=sys.stderr)
     run_dir = train_run(r.cfg)
-    print(f"run directory: {run_dir.resolve()}")
+    if is_main_process(): print(f"run directory: {run_dir.resolve()}")
     return 0, run_dir
 
 # %% ../nbs/12_cli.ipynb #226081b7

@@ -51,7 +51,7 @@ class Learner:
     "Minimal training loop driven by callbacks."
     def __init__(self, model, # A model following the `VAEBase` interface
                  dls:dict, # {'train': DataLoader, 'val': DataLoader}
-                 loss_func, # Called as `loss_func(preds, x, kl_weight=...)`, returns a breakdown with `.total`
+                 loss_func, # Called as `loss_func(preds, x, kl_weight=..., batch=...)`, returns a breakdown with `.total`
                  lr:float=1e-3, # Learning rate
                  cbs:list=(), # Callbacks
                  opt_func=torch.optim.AdamW): # Optimizer factory: `opt_func(params, lr=lr)`
@@ -67,7 +67,7 @@ class Learner:
     def add_cb(self, cb): self.cbs.append(cb); return self
 
     def predict(self): self.x = self.batch['image']; self.preds = self.model(self.x)
-    def get_loss(self): self.loss = self.loss_func(self.preds, self.x, kl_weight=self.kl_weight)
+    def get_loss(self): self.loss = self.loss_func(self.preds, self.x, kl_weight=self.kl_weight, batch=self.batch)
     def backward(self): (self.scaler.scale(self.loss.total) if self.scaler else self.loss.total).backward()
     def opt_step(self):
         if self.scaler: self.scaler.step(self.opt); self.scaler.update()
