@@ -52,12 +52,14 @@ def run_one(group:str, name:str, samples:int, steps:int, threads:int) -> dict:
     torch.set_num_threads(threads)
     from vae_nb.data import build_dataloaders
     from vae_nb.models import build_model
-    from vae_nb.losses import VAELoss
+    from vae_nb.losses import build_loss
     cfg = resolve(group, name, samples)
     base = rss_mb()
     dl = build_dataloaders(cfg)['train']
-    model, loss_func = build_model(cfg), VAELoss(cfg.loss)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
+    cfg.loss.perceptual_pretrained = cfg.loss.lpips_pretrained = False  # same cost as pretrained; no weight files needed
+    model = build_model(cfg)
+    loss_func = build_loss(cfg, model, num_classes=10 if cfg.loss.y_weight else None)  # phantoms carry no labels
+    opt = torch.optim.AdamW([*model.parameters(), *loss_func.parameters()], lr=cfg.train.lr)
     model.train()
     times, cpu, it = [], [], iter(dl)
     for i in range(steps + 1):
@@ -65,7 +67,7 @@ def run_one(group:str, name:str, samples:int, steps:int, threads:int) -> dict:
         except StopIteration: it = iter(dl); batch = next(it)
         t0, c0 = time.perf_counter(), time.process_time()
         out = model(batch['image'])
-        loss = loss_func(out, batch['image'])
+        loss = loss_func(out, batch['image'], batch={**batch, 'label': torch.zeros(len(batch['image']), dtype=torch.long)} if cfg.loss.y_weight else None)
         loss.total.backward(); opt.step(); opt.zero_grad()
         if i: times.append(time.perf_counter() - t0); cpu.append(time.process_time() - c0)
     step_s, step_cpu = sum(times) / len(times), sum(cpu) / len(cpu)

@@ -9,8 +9,7 @@ __all__ = ['IMAGE_SUFFIXES', 'NIFTI_SUFFIXES', 'LATENT_SUFFIXES', 'load_model', 
            'is_spatial_latent', 'downsampling', 'full_suffix', 'stem', 'intensity_bounds', 'scale_to_model',
            'scale_from_model', 'value_range', 'read_input', 'check_min_size', 'reconstruct', 'encode', 'atomic_write',
            'write_image', 'write_volume', 'save_latent', 'load_latent', 'list_files', 'infer', 'dataset_files',
-           'LatentStats', 'save_latents', 'ssim', 'compare_row', 'compare_figure', 'compare', 'CheckResult',
-           'run_checks']
+           'LatentStats', 'save_latents', 'compare_row', 'compare_figure', 'compare', 'CheckResult', 'run_checks']
 
 # %% ../nbs/11_infer.ipynb #487b9bf2
 import csv, json, math, os, platform, time, uuid, zlib
@@ -25,7 +24,7 @@ from .core import VaeNbError, ConfigError, load_checkpoint, get_device, seed_eve
 from .config import Config, config_from_dict, get_config
 from .models import build_model
 from .data import read_image, read_nifti, to_model_range, to_unit_range, is_image, is_nifti
-from .metrics import psnr
+from .metrics import psnr, ssim
 from .visualize import save_figure, _image, _axes_grid, ortho_slices, to_display
 
 # %% ../nbs/11_infer.ipynb #22f8044d
@@ -399,14 +398,6 @@ def save_latents(checkpoint, # A training checkpoint
     return {'index': out/'index.csv', 'stats': out/'latent_stats.json', 'encoded': len(todo), 'skipped': len(items) - len(todo)}
 
 # %% ../nbs/11_infer.ipynb #c8b5921d
-def ssim(x, y, # Batches `[B, C, *S]` in [0, 1]
-         spatial_dims:int=2) -> float:
-    "Mean structural similarity (Gaussian window, MONAI) of `x` and `y`."
-    from monai.metrics.regression import compute_ssim_and_cs
-    win = max(3, min(11, *x.shape[2:]) // 2 * 2 - 1)
-    s, _ = compute_ssim_and_cs(x.float(), y.float(), spatial_dims, [win] * spatial_dims, [1.5] * spatial_dims, data_range=1.0)
-    return s.mean().item()
-
 def _model_name(checkpoint, used:set) -> str:
     "A short unique label: `<run dir>/<file>` of the checkpoint."
     p = Path(checkpoint); name = f"{p.parent.parent.name}/{p.stem}" if p.parent.name == 'checkpoints' else p.stem
@@ -421,7 +412,7 @@ def compare_row(model, cfg:Config, x) -> tuple[dict, torch.Tensor]:
     mu, logvar = encode(model, x, cfg)
     kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum().item()
     return {'model': cfg.model.name, 'params': sum(p.numel() for p in model.parameters()), 'mse': F.mse_loss(a, b).item(),
-            'psnr': psnr(b, a).item(), 'ssim': ssim(a, b, cfg.data.spatial_dims), 'latent_shape': 'x'.join(map(str, mu.shape)),
+            'psnr': psnr(b, a).item(), 'ssim': ssim(b, a).item(), 'latent_shape': 'x'.join(map(str, mu.shape)),
             'latent_mean': mu.mean().item(), 'latent_std': mu.std().item() if mu.numel() > 1 else 0., 'posterior_std': (0.5 * logvar).exp().mean().item(),
             'kl': kl}, recon
 
