@@ -39,9 +39,7 @@ def _train(overrides, config, preset_file, preset_names, flags, print_config, li
     r = resolve_config(config, overrides, preset_names, preset_file, flags=flags, check_paths=not print_config)
     if print_config: print(format_config(r), end=''); return 0, r.cfg
     for n in r.notes: print(f"vae_nb_train: note: {n}", file=sys.stderr)
-    run_dir = train_run(r.cfg)
-    if is_main_process(): print(f"run directory: {run_dir.resolve()}")
-    return 0, run_dir
+    return 0, train_run(r.cfg)  # prints the run directory when it starts
 
 # %% ../nbs/12_cli.ipynb #226081b7
 @call_parse

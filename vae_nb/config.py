@@ -164,6 +164,7 @@ class PathsConfig:
     "Where a run writes and what it resumes from."
     run_dir: str|None = None # Output folder for config, metrics, checkpoints and samples; None = runs/<date-time>
     resume: str|None = None # Checkpoint to resume from exactly (weights, optimizer, schedules, RNG, data position); 'auto' = the latest in `run_dir` (fresh start if none); None starts fresh
+    if_exists: Literal['error', 'version', 'overwrite'] = 'error' # When `run_dir` already holds a run and `resume` is unset: error (stop and list the choices), version (each run in a new `version_<N>` sub-folder, as PyTorch Lightning does), overwrite (delete the old run's files first)
 
 # %% ../nbs/01_config.ipynb #9f33a9ae
 @dataclass
@@ -359,8 +360,8 @@ def _pv_model_name(v, block):
     return {'model.name': 'conv_vae', 'model.output_activation': 'tanh', 'data.value_range': '-1_1'}
 
 def _pv_run_dir(v, block):
-    "PyTorch-VAE writes to `save_dir/name`."
-    return {'paths.run_dir': str(Path(v)/block['name']) if 'name' in block else v}
+    "PyTorch-VAE writes to `save_dir/name/version_<N>` (Lightning's logger), a new version for each run."
+    return {'paths.run_dir': str(Path(v)/block['name']) if 'name' in block else v, 'paths.if_exists': 'version'}
 
 def _pv_name(v, block):
     return {} if 'save_dir' in block else {'paths.run_dir': str(v)}
