@@ -485,7 +485,9 @@ def latent_stats(model, # A VAE with `encode` and `reparameterize`
     finally: model.train(was_training)
     mean = s1 / count; var = (s2 / count - mean ** 2).clamp_min(0)
     overall = (s2.sum() / (count * len(mean)) - (s1.sum() / (count * len(mean))) ** 2).clamp_min(0).sqrt()
-    return {'mean': mean.tolist(), 'std': var.sqrt().tolist(), 'overall_std': overall.item(), 'n_samples': min(n, len(dataset))}
+    n_used = min(n, len(dataset))
+    return {'mean': mean.tolist(), 'std': var.sqrt().tolist(), 'overall_std': overall.item(), 'n_samples': n_used,
+            'latent': 'sample', 'measured_on': f"posterior samples (seed {seed}) of the first {n_used} training inputs, at the end of training"}
 
 # %% ../nbs/08_callbacks.ipynb #37293795
 HIGHER_IS_BETTER = {'psnr', 'ssim', 'ms_ssim', 'active_units'}
