@@ -122,7 +122,7 @@ def loss_mean_over_ranks(breakdown):
 # %% ../nbs/08c_distributed.ipynb #7eb0d3b4
 def _wants_stop(learn) -> bool:
     "This rank wants to end the fit: `learn.stop_requested`, or a callback (e.g. `SignalCB`) has received a signal."
-    return bool(getattr(learn, 'stop_requested', False)) or any(getattr(cb, 'received', None) is not None for cb in learn.cbs)
+    return learn.stop_requested or any(getattr(cb, 'received', None) is not None for cb in learn.cbs)
 
 def _is_number(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool)
 def _as_list(v) -> list: return list(v) if isinstance(v, (list, tuple)) else [v]
