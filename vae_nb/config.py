@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Literal, NamedTuple, Union, get_type_hints, get_origin, get_args
 import yaml
 from .core import ConfigError, VaeNbError
+from . import space
 
 # %% ../nbs/01_config.ipynb #1ccc600d
 @dataclass
@@ -776,7 +777,7 @@ def validate_config(cfg:Config, # A config built from the schema
                     check_paths:bool=True # Whether to check that paths exist (off when printing a config made for another machine)
                    ) -> list[str]:
     "Problems with value ranges and cross-field rules in `cfg`, each as 'field: problem; fix'."
-    p = _check_ranges(cfg) + _check_levels(cfg.model) + _check_shapes(cfg) + _check_anneal(cfg.anneal)
+    p = _check_ranges(cfg) + _check_levels(cfg.model) + _check_shapes(cfg) + _check_anneal(cfg.anneal) + space.problems(cfg)
     return p + (_check_paths(cfg) if check_paths else [])
 
 # %% ../nbs/01_config.ipynb #e6dbcc68
