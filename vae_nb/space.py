@@ -11,7 +11,6 @@ __all__ = ['VALUE_RANGES', 'ACTIVATION_RANGES', 'IMAGENET_MEAN', 'IMAGENET_STD',
 # %% ../nbs/01b_space.ipynb #75d8304f
 from typing import NamedTuple
 import numpy as np
-import torch
 from fastcore.basics import patch
 from .core import VaeNbError
 
@@ -28,10 +27,11 @@ def to_range(x, # Tensor or array in range `src`
     return x * 2 - 1 if dst == '-1_1' else (x + 1) / 2
 
 # %% ../nbs/01b_space.ipynb #afc6a072
-def imagenet_stats(x:torch.Tensor, # Images whose channel axis is `channel_dim`
+def imagenet_stats(x:'torch.Tensor', # Images whose channel axis is `channel_dim`
                    channel_dim:int=-3 # -3 for `[C, H, W]` and `[B, C, H, W]`; -4 for volumes
                   ) -> tuple:
     "ImageNet mean and std shaped to broadcast over `x` (1 channel: their averages)."
+    import torch  # here, not at the top: the config imports this module, and `--help` should not wait for PyTorch
     c = x.shape[channel_dim]; mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     if c == 1: mean, std = mean.mean()[None], std.mean()[None]
     elif c != 3: raise VaeNbError(f"data.imagenet_normalized: needs 1 or 3 channels, got {c}; set data.in_channels to 1 or 3, or data.imagenet_normalized=false")
@@ -85,6 +85,7 @@ def to_unit(self:ImageSpace, x): # Model inputs `[C, *S]` or `[B, C, *S]`
 @patch
 def output_to_unit(self:ImageSpace, recon): # Model outputs (reconstructions, decoded latents)
     "Model outputs as unit images."
+    import torch
     return torch.sigmoid(recon) if self.logits else to_range(recon, self.out_range, '0_1')
 
 @patch
@@ -100,6 +101,7 @@ def unit_pair(self:ImageSpace, recon, x):
 @patch
 def output_pair(self:ImageSpace, recon, x):
     "`(image, target)`: the reconstruction as an image and the input in the same output range, for losses and the discriminator."
+    import torch
     image = torch.sigmoid(recon) if self.logits else recon
     if not self.imagenet_normalized and self.value_range == self.out_range: return image, x
     return image, self.unit_to_output(self.to_unit(x))
@@ -133,6 +135,7 @@ def unit_to_source(u, # Unit values (array or tensor)
                    dtype=np.float32 # The file's dtype: integers are rounded and clipped to their range
                   ) -> np.ndarray:
     "Unit values back in stored units and dtype (the inverse of `source_to_unit`)."
+    import torch
     u = u.detach().double().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u, np.float64)
     lo, hi = bounds; v = u * (hi - lo) + lo; dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer): info = np.iinfo(dtype); return np.clip(np.rint(v), info.min, info.max).astype(dtype)
