@@ -45,8 +45,8 @@ def _train(overrides, config, preset_file, preset_names, flags, print_config, li
 
 # %% ../nbs/12_cli.ipynb #226081b7
 @call_parse
-def train(*overrides:str, # `section.key=value` words applied after the config file, e.g. train.lr=1e-4 model.latent_dim=64 (or seed 004 names: kl_anneal_end=3000)
-          config:str=None, # A YAML or JSON config file: vae_nb's layout, MONAI-style (seed 000), PyTorch-VAE (seed 003) or flat keys (seed 004)
+def train(*overrides:str, # `section.key=value` words applied after the config file, e.g. train.lr=1e-4 model.latent_dim=64 (or fundus beta-VAE names: kl_anneal_end=3000)
+          config:str=None, # A YAML or JSON config file: vae_nb's layout, MONAI AutoencoderKL JSON, PyTorch-VAE YAML or flat keys (fundus beta-VAE)
           presets:str=None, # A YAML/JSON file of your own presets, added to the built-in ones
           loss:str=None, # Loss preset, e.g. mse_l1 (see --list-presets)
           training:str=None, # Training preset, e.g. quick_test
