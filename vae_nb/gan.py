@@ -1,4 +1,4 @@
-"""A PatchGAN discriminator that joins training at `loss.disc_start` (seed 001's two phases): reconstruction + KL (+ perceptual) first, then an adversarial term that sharpens reconstructions. `GANCB` owns the discriminator, its optimizer and its update; the learner's loop does not change.
+"""A PatchGAN discriminator that joins training at `loss.disc_start` (the MAISI-style 3D MRI VAE's two phases): reconstruction + KL (+ perceptual) first, then an adversarial term that sharpens reconstructions. `GANCB` owns the discriminator, its optimizer and its update; the learner's loop does not change.
 
 Docs: https://vae-nb.github.io/vae_nb/gan.html.md"""
 
@@ -93,6 +93,7 @@ class GANCB(Callback):
                  disc:nn.Module|None=None): # A discriminator to use instead of `build_disc(cfg)`
         self.cfg, self.disc = cfg, disc if disc is not None else build_disc(cfg)
         self.opt, self.scaler, self.disc_steps, self._pending = disc_optimizer(self.disc, cfg), None, 0, None
+        self.disc_loss = None  # the discriminator's loss at its last update
 
     def is_active(self, learn) -> bool:
         "True for training batches from `loss.disc_start` on."
@@ -111,7 +112,7 @@ class GANCB(Callback):
         if not self.is_active(learn): return
         recon, model = learn.preds.recon, getattr(learn.model, 'module', learn.model)
         self.amp = autocast_state(recon.device.type)
-        fake, _ = same_space(learn.loss_func, recon, learn.x)
+        fake, _ = same_space(learn.loss_func, recon, learn.batch['image'])
         with frozen(self.disc): logits_fake = self.disc(fake)
         last_layer = last_decoder_layer(model) if self.cfg.loss.adaptive_adv_weight else None
         add = getattr(learn.loss_func, 'add_adversarial', None) or partial(add_adversarial, SimpleNamespace(cfg=self.cfg.loss))
@@ -121,9 +122,9 @@ class GANCB(Callback):
     def after_step(self, learn):
         if not self.update_due: return
         self.update_due = False
-        fake, real = same_space(learn.loss_func, learn.preds.recon.detach(), learn.x.detach())
-        learn.disc_loss = self.update_disc(real, fake)
-        learn.loss = with_term(learn.loss, 'disc', learn.disc_loss)
+        fake, real = same_space(learn.loss_func, learn.preds.recon.detach(), learn.batch['image'].detach())
+        self.disc_loss = self.update_disc(real, fake)
+        learn.loss = with_term(learn.loss, 'disc', self.disc_loss)
 
     def update_disc(self, real:torch.Tensor, fake:torch.Tensor) -> torch.Tensor:
         "One optimizer step of the discriminator on `real` vs `fake`; returns its (detached) loss."
