@@ -6,10 +6,10 @@ Docs: https://vae-nb.github.io/vae_nb/callbacks.html.md"""
 
 # %% auto #0
 __all__ = ['HIGHER_IS_BETTER', 'EpochSampler', 'resumable_loader', 'DataOrderCB', 'to_device', 'channels_last_format', 'DeviceCB',
-           'resolve_precision', 'MixedPrecisionCB', 'make_opt_func', 'lr_factor', 'LRScheduleCB', 'GradAccumCB',
-           'GradClipCB', 'KLWeightCB', 'MaxStepsCB', 'rng_state', 'set_rng_state', 'isolated_rng', 'NonFiniteLossError',
-           'NaNGuardCB', 'SignalCB', 'ProgressCB', 'ValidationCB', 'lpips_metric', 'MetricsLoggerCB', 'TensorBoardCB',
-           'reconstruct_batch', 'recon_figure', 'SampleGridCB', 'latent_stats', 'CheckpointCB', 'ResumeCB']
+           'resolve_precision', 'MixedPrecisionCB', 'LRScheduleCB', 'GradAccumCB', 'GradClipCB', 'KLWeightCB',
+           'MaxStepsCB', 'rng_state', 'set_rng_state', 'isolated_rng', 'NonFiniteLossError', 'NaNGuardCB', 'SignalCB',
+           'ProgressCB', 'ValidationCB', 'lpips_metric', 'MetricsLoggerCB', 'TensorBoardCB', 'reconstruct_batch',
+           'recon_figure', 'SampleGridCB', 'latent_stats', 'CheckpointCB', 'ResumeCB']
 
 # %% ../nbs/08_callbacks.ipynb #4a4e2663
 import copy, json, math, os, random, signal, sys, threading, time
@@ -26,6 +26,7 @@ from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main
 from .rundir import RunDir, checkpoint_step, latest_checkpoint
 from .config import Config, TrainConfig, config_to_dict
 from .annealing import kl_factor
+from .optim import lr_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
 from .distributed import any_rank
 from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException, VAEStepCB, loss_value
@@ -140,24 +141,6 @@ class MixedPrecisionCB(Callback):
         if self.ctx is not None: self.ctx.__exit__(None, None, None); self.ctx = None
 
 # %% ../nbs/08_callbacks.ipynb #a5fb9646
-def make_opt_func(cfg:TrainConfig):
-    "Optimizer factory `f(params, lr)` for `train.optimizer`, `weight_decay` and `betas`."
-    opt = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}[cfg.optimizer]
-    return partial(opt, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-def lr_factor(step:int, # Optimizer steps taken
-              epoch:int, # Current epoch
-              cfg:TrainConfig, # Reads warmup_steps, scheduler, scheduler_gamma
-              total_steps:int|None=None # Steps in the whole run (cosine)
-             ) -> float:
-    "Multiplier of the base learning rate at `step`."
-    f = min(1., (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.
-    if cfg.scheduler == 'exponential': f *= cfg.scheduler_gamma ** epoch
-    elif cfg.scheduler == 'cosine' and total_steps:
-        t = min(max((step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1), 0.), 1.)
-        f *= 0.5 * (1 + math.cos(math.pi * t))
-    return f
-
 class LRScheduleCB(Callback):
     "Set each parameter group's learning rate from `lr_factor` before every training batch."
     order = -3

@@ -20,6 +20,7 @@ from .config import Config
 from .learner import Callback
 from .models import build_discriminator
 from .callbacks import resolve_precision
+from .optim import make_opt_func
 from .losses import patch_logits, discriminator_loss, gan_active, last_decoder_layer, add_adversarial
 from .distributed import lr_scale, average_gradients, broadcast_params
 
@@ -75,10 +76,8 @@ def frozen(module:nn.Module):
 
 # %% ../nbs/08b_gan.ipynb #46c364ec
 def disc_optimizer(disc:nn.Module, cfg:Config) -> torch.optim.Optimizer:
-    "Adam/AdamW (as `train.optimizer`) for `disc` at `train.disc_lr` (or `train.lr`) times `lr_scale(cfg)`."
-    opt_cls = torch.optim.AdamW if cfg.train.optimizer == 'adamw' else torch.optim.Adam
-    lr = (cfg.train.disc_lr or cfg.train.lr) * lr_scale(cfg)
-    return opt_cls(disc.parameters(), lr=lr, betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay)
+    "The model's optimizer (`make_opt_func`: `train.optimizer`, betas, weight decay) for `disc` at `train.disc_lr` (or `train.lr`) times `lr_scale(cfg)`."
+    return make_opt_func(cfg.train)(disc.parameters(), lr=(cfg.train.disc_lr or cfg.train.lr) * lr_scale(cfg))
 
 # %% ../nbs/08b_gan.ipynb #3b6bd3eb
 def same_space(loss_func, recon, x) -> tuple:

@@ -18,6 +18,7 @@ from .models import build_model
 from .losses import build_loss, LossBreakdown
 from .learner import Learner, VAEStepCB
 from .callbacks import *
+from .optim import make_opt_func
 from .gan import GANCB
 from .distributed import DDPCB, distributed_session, broadcast_object, is_distributed, lr_scale
 
