@@ -437,7 +437,7 @@ def subset_indices(sources:list, # Sub-source name per sample
         keep = [i for g in by_split.values() for i in _choose(g, max(1, round(max_samples * len(g) / len(keep))), rng)]
     return sorted(keep)
 
-# %% ../nbs/02_data.ipynb #50e0d249
+# %% ../nbs/02_data.ipynb #aa8643d1
 def builtin_dataset(cfg:DataConfig, # Data options (`path` is `builtin:NAME`)
                     seed:int=0 # Seed of the dataset and of the subset choice
                    ) -> Dataset:

@@ -1,4 +1,4 @@
-"""Use a trained VAE: load it from a checkpoint, reconstruct images and NIfTI volumes (sliding windows for volumes larger than the training patch), write posterior means as latents and decode them back, export a dataset's latents for a diffusion model, compare models on one input, and check a set-up before a long run. The commands `vae_nb_infer`, `vae_nb_save_latents`, `vae_nb_compare` and `vae_nb_check` are thin wrappers around the functions here.
+"""Use a trained VAE: load it from a checkpoint, reconstruct images and NIfTI volumes (sliding windows for volumes larger than the training patch), compare models on one input, and check a set-up before a long run. The commands `vae_nb_infer`, `vae_nb_compare` and `vae_nb_check` are thin wrappers around the functions here; latents (`vae_nb_infer --latents/--decode`, `vae_nb_save_latents`) live in `vae_nb.latents`.
 
 Docs: https://vae-nb.github.io/vae_nb/infer.html.md"""
 
@@ -6,12 +6,11 @@ Docs: https://vae-nb.github.io/vae_nb/infer.html.md"""
 
 # %% auto #0
 __all__ = ['LATENT_SUFFIXES', 'load_model', 'train_size', 'latent_shape_for', 'is_spatial_latent', 'downsampling', 'read_input',
-           'check_min_size', 'reconstruct', 'encode', 'to_source', 'write_output', 'save_latent', 'load_latent',
-           'input_files', 'infer', 'dataset_files', 'LatentStats', 'save_latents', 'compare_row', 'compare_figure',
-           'compare', 'CheckResult', 'run_checks']
+           'check_min_size', 'reconstruct', 'encode', 'to_source', 'write_output', 'input_files', 'infer',
+           'compare_row', 'compare_figure', 'compare', 'CheckResult', 'run_checks']
 
 # %% ../nbs/11_infer.ipynb #487b9bf2
-import csv, json, math, os, platform, time, uuid, zlib
+import csv, json, math, os, platform, time, uuid
 from importlib.metadata import version, PackageNotFoundError
 from typing import NamedTuple
 from pathlib import Path
@@ -145,36 +144,12 @@ def to_source(recon, # Model output `[C, *S]`
 def write_output(path, recon, # Destination and model output `[C, *S]`
                  cfg:Config, # The model's config
                  source:dict|None=None, # `read_input` of the input: written in its size, units, dtype, affine and header
-                 reference:FileImage|None=None): # Without `source`: a NIfTI whose affine and header a volume gets
-    "Write a model output in the form of its input, or (decoded latents) as 8-bit images / float NIfTI."
+                 like:FileImage|None=None, # Without `source`: a NIfTI whose affine and header a volume gets
+                 bounds:tuple=(0., 1.)): # Without `source`: stored values of unit 0 and 1 for volumes
+    "Write a model output in the form of its input, or (decoded latents) as 8-bit images / float32 NIfTI."
     if source is not None: return write_file(path, to_source(recon, cfg, source['bounds'], source['file'].array.dtype, source['size']), source['file'])
     if is_image(path): return write_file(path, to_source(recon, cfg, (0., 255.), np.uint8))
-    return write_file(path, to_source(recon, cfg), reference)
-
-def save_latent(path, z): # Destination (`.pt`, `.npy` or `.nii.gz`), latent `[D]` or `[C, *S]`
-    "Write one latent in the format named by `path`'s suffix."
-    import nibabel as nib
-    z, fmt = z.detach().float().cpu(), full_suffix(path)
-    writers = {'.pt': lambda p: torch.save(z.clone(), p), '.npy': lambda p: np.save(p, z.numpy()),
-               '.nii.gz': lambda p: nib.save(nib.Nifti1Image(np.moveaxis(z.numpy(), 0, -1) if z.ndim > 1 else z.numpy(), np.eye(4)), str(p))}
-    if fmt not in writers: raise VaeNbError(f"{path}: unknown latent format {fmt!r}; use one of {', '.join(writers)}")
-    return atomic_write(path, writers[fmt])
-
-def load_latent(path) -> torch.Tensor:
-    "A latent written by `save_latent` (or any `.pt` tensor / `.npy` array of the same layout)."
-    import nibabel as nib
-    path, fmt = Path(path), full_suffix(path)
-    if not path.is_file(): raise VaeNbError(f"{path}: latent file not found; check the path")
-    try:
-        if fmt == '.pt': z = torch.load(path, weights_only=True)
-        elif fmt == '.npy': z = torch.from_numpy(np.load(path))
-        elif fmt in NIFTI_EXTS:
-            a = np.asarray(nib.load(str(path)).dataobj, dtype=np.float32); z = torch.from_numpy(np.moveaxis(a, -1, 0) if a.ndim > 1 else a)
-        else: raise VaeNbError(f"{path}: unknown latent format {fmt!r}; use one of {', '.join(LATENT_SUFFIXES)}")
-    except VaeNbError: raise
-    except Exception as e: raise VaeNbError(f"{path}: cannot be read as a latent ({type(e).__name__}: {str(e)[:150]})") from e
-    if not isinstance(z, torch.Tensor): raise VaeNbError(f"{path}: holds {type(z).__name__}, not a latent tensor")
-    return z.float()
+    return write_file(path, to_source(recon, cfg, bounds), like)
 
 # %% ../nbs/11_infer.ipynb #ce0697d6
 def input_files(root, suffixes:tuple=DATA_EXTS) -> list[Path]:
@@ -192,98 +167,30 @@ def _destination(src:Path, root:Path, out:Path, suffix:str|None=None, single:boo
     return out/rel.parent/(stem(rel) + (suffix or full_suffix(src)))
 
 def _model_inputs(paths:list, model, cfg:Config, latents:bool=False) -> None:
-    "Raise on the first input that the model cannot take (read errors, channels, sizes), before anything is written."
+    "Raise on the first input that the model cannot take (read errors, channels, sizes; with `latents`, sizes a flat latent cannot cover), before anything is written."
     for p in paths:
         x = read_input(p, cfg)['image']; check_min_size(x, model, cfg, p)
         if latents and any(s > t for s, t in zip(x.shape[1:], train_size(cfg))) and not is_spatial_latent(model, cfg):
             raise VaeNbError(f"{p}: size {list(x.shape[1:])} exceeds the training size {train_size(cfg)}; a flat latent covers one patch, so crop or resample the volume (or use a spatial-latent model such as autoencoder_kl)")
 
 def infer(checkpoint, # A training checkpoint
-          input, # An image/NIfTI file or a folder of them (latent files with `decode`)
+          input, # An image/NIfTI file or a folder of them
           output, # Output file (single input) or folder
-          latents=None, # Also write posterior means here (file for a single input, else folder)
-          decode:bool=False, # Inputs are latents: decode them to images/volumes
-          latent_format:str='.pt', # Suffix of latent files written into folders: .pt, .npy or .nii.gz
-          reference=None, # NIfTI whose affine and header decoded volumes get
           device:str='auto', # Where the model runs: auto (GPU when there is one), cpu, cuda, mps
           overlap:float=0.25) -> list[Path]: # Sliding-window overlap for large volumes
-    "Reconstruct images or volumes (or decode latents) with a trained VAE; returns the files written."
+    "Reconstruct images or volumes with a trained VAE; returns the files written."
     model, cfg = load_model(checkpoint, device)
-    if latent_format not in LATENT_SUFFIXES: raise VaeNbError(f"--latent-format: {latent_format!r} is not one of {', '.join(LATENT_SUFFIXES)}")
     root, out = Path(input), Path(output)
-    if decode: return _decode_files(model, cfg, input_files(root, LATENT_SUFFIXES), root, out, reference)
     paths = input_files(root); single = root.is_file()
-    _model_inputs(paths, model, cfg, bool(latents))
+    _model_inputs(paths, model, cfg)
     written = []
     for p in tqdm(paths, desc='infer', disable=len(paths) < 2):
         r = read_input(p, cfg); dest = _destination(p, root, out, single=single)
         recon = reconstruct(model, r['image'], cfg, overlap)
         written.append(write_output(dest, recon, cfg, r))
-        if latents: written.append(save_latent(_destination(p, root, Path(latents), latent_format, single), encode(model, r['image'], cfg, p)[0]))
     return written
 
-def _check_latent(z, model, cfg:Config, path):
-    "Raise when latent `z` does not fit the model."
-    want = latent_shape_for(model, train_size(cfg))
-    ok = z.shape == want if len(want) == 1 else (z.ndim == len(want) and z.shape[0] == want[0])
-    if not ok: raise VaeNbError(f"{path}: latent shape {tuple(z.shape)} does not fit the model (expects {want if len(want) == 1 else (want[0], '*spatial')}); decode it with the model that wrote it")
-
-@torch.no_grad()
-def _decode_files(model, cfg:Config, paths:list, root:Path, out:Path, reference=None) -> list[Path]:
-    "Decode latent files to images (2D) or NIfTI volumes (3D)."
-    import nibabel as nib
-    ref = (img := nib.load(str(reference))) and FileImage(np.empty(0), Path(reference), img.affine, img.header) if reference else None
-    zs = [load_latent(p) for p in paths]
-    for z, p in zip(zs, paths): _check_latent(z, model, cfg, p)
-    suffix, written, dev = ('.png' if cfg.data.spatial_dims == 2 else '.nii.gz'), [], next(model.parameters()).device
-    for z, p in zip(zs, paths):
-        x = model.decode(z[None].to(dev))[0].cpu(); dest = _destination(p, root, out, suffix, root.is_file())
-        written.append(write_output(dest, x, cfg, reference=ref))
-    return written
-
-# %% ../nbs/11_infer.ipynb #929a555a
-def dataset_files(data, # A folder of images/NIfTI, or a CSV file list
-                  path_column:str='path') -> list[dict]: # CSV column with file paths
-    "Rows `{'path': Path, 'key': relative name, **other CSV columns}` for every input of `data`."
-    data = Path(data)
-    if not data.exists(): raise VaeNbError(f"--data {data}: not found; pass a folder of images/NIfTI volumes or a CSV file list")
-    if data.is_dir(): return [{'path': p, 'key': str(p.relative_to(data))} for p in input_files(data)]
-    if full_suffix(data) != '.csv': raise VaeNbError(f"--data {data}: expected a folder or a .csv file list")
-    with open(data, newline='') as f: rows = list(csv.DictReader(f))
-    if not rows or path_column not in rows[0]: raise VaeNbError(f"--data {data}: no {path_column!r} column (columns: {', '.join(rows[0]) if rows else 'none'}); name the file column {path_column!r} or set data.csv_path_column")
-    return [{**{k: v for k, v in r.items() if k != path_column}, 'path': data.parent/r[path_column], 'key': r[path_column]} for r in rows]
-
-# %% ../nbs/11_infer.ipynb #f9f6d363
-def _channel_stats(z) -> tuple[list, list]:
-    "Per-channel mean and std of one latent (a single pair for flat latents)."
-    z = z.double(); flat = z.flatten()[None] if z.ndim == 1 else z.flatten(1)
-    return flat.mean(1).tolist(), flat.std(1, unbiased=False).tolist()
-
-class LatentStats:
-    "Running per-channel mean and std over many latents (flat latents: per dimension)."
-    def __init__(self): self.n = self.s = self.ss = 0
-    def add(self, z):
-        z = z.double(); z = z[:, None] if z.ndim == 1 else z.flatten(1)
-        self.n, self.s, self.ss = self.n + z.shape[1], self.s + z.sum(1), self.ss + (z ** 2).sum(1)
-    def result(self) -> dict:
-        n = max(self.n, 1); mean = self.s / n
-        overall = (self.ss.sum() / (n * len(mean)) - (self.s.sum() / (n * len(mean))) ** 2).clamp_min(0).sqrt().item() if self.n else 0.
-        return {'mean': mean.tolist(), 'std': (self.ss / n - mean ** 2).clamp_min(0).sqrt().tolist(), 'overall_std': overall}
-
-# %% ../nbs/11_infer.ipynb #c8df6a98
-@torch.no_grad()
-def _encode_batch(model, cfg:Config, xs:list, keys:list, sample:bool, seed:int) -> list:
-    "Latents (means or seeded posterior samples) of the inputs `xs`, stacked into one pass when they fit the patch."
-    size = train_size(cfg)
-    if all(all(s <= t for s, t in zip(x.shape[1:], size)) for x in xs):
-        p = next(model.parameters())
-        mu, logvar = model.encode(torch.cat([_pad_to(x[None], size) for x in xs]).to(p.device, p.dtype))
-        posts = list(zip(mu.cpu(), logvar.cpu()))
-    else: posts = [encode(model, x, cfg, k) for x, k in zip(xs, keys)]
-    if not sample: return [mu for mu, _ in posts]
-    gens = [torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(k.encode())) for k in keys]
-    return [mu + torch.randn(mu.shape, generator=g) * torch.exp(0.5 * lv) for (mu, lv), g in zip(posts, gens)]
-
+# %% ../nbs/11_infer.ipynb #c8b5921d
 def _write_csv(path, rows:list[dict]):
     "Write `rows` as CSV atomically (columns in first-seen order)."
     cols = list(dict.fromkeys(k for r in rows for k in r))
@@ -291,55 +198,6 @@ def _write_csv(path, rows:list[dict]):
         with open(p, 'w', newline='') as f: w = csv.DictWriter(f, cols); w.writeheader(); w.writerows(rows)
     return atomic_write(path, write)
 
-def _fmt(values) -> str: return ';'.join(f"{v:.6g}" for v in values)
-
-def _encode_missing(model, cfg:Config, todo:list, out:Path, batch_size:int, sample:bool, seed:int, progress:bool=True):
-    "Encode the inputs of `todo` in batches and write their latent files under `out`."
-    for i in tqdm(range(0, len(todo), batch_size), desc='save_latents', disable=not progress or not todo, unit='batch'):
-        chunk = todo[i:i + batch_size]
-        xs = [read_input(it['path'], cfg)['image'] for it in chunk]
-        for z, it in zip(_encode_batch(model, cfg, xs, [it['key'] for it in chunk], sample, seed), chunk): save_latent(out/it['latent'], z)
-
-def _index_rows(items:list, out:Path) -> tuple[list, LatentStats]:
-    "One index row per item (its latent's shape and channel statistics) and the running statistics over all latents."
-    rows, stats = [], LatentStats()
-    for it in items:
-        z = load_latent(out/it['latent']); stats.add(z); mean, std = _channel_stats(z)
-        extra = {k: v for k, v in it.items() if k not in ('path', 'key', 'latent')}
-        rows.append({'input': str(it['path']), 'latent': it['latent'].as_posix(), 'shape': 'x'.join(map(str, z.shape)), 'mean': _fmt(mean), 'std': _fmt(std), **extra})
-    return rows, stats
-
-# %% ../nbs/11_infer.ipynb #18924feb
-def save_latents(checkpoint, # A training checkpoint
-                 data, # A folder of images/NIfTI volumes, or a CSV file list
-                 out, # Output folder: latents/, index.csv, latent_stats.json
-                 format:str='.pt', # Latent file format: .pt, .npy or .nii.gz
-                 sample:bool=False, # Write a posterior sample instead of the mean
-                 seed:int=0, # Seed of the posterior samples
-                 batch_size:int=8, # Inputs encoded per forward pass
-                 device:str='auto', # Where the model runs: auto (GPU when there is one), cpu, cuda, mps
-                 path_column:str|None=None, # CSV column with file paths; None = the checkpoint's data.csv_path_column
-                 progress:bool=True) -> dict: # Show a progress bar
-    "Encode every input of `data` to a latent file under `out`, with an index CSV and scale statistics; skips inputs already done."
-    if format not in LATENT_SUFFIXES: raise VaeNbError(f"--format: {format!r} is not one of {', '.join(LATENT_SUFFIXES)}")
-    model, cfg = load_model(checkpoint, device)
-    out, items = Path(out), dataset_files(data, path_column or cfg.data.csv_path_column)
-    for it in items: it['latent'] = Path('latents')/Path(it['key']).parent/(stem(it['key']) + format)
-    todo = [it for it in items if not (out/it['latent']).is_file()]
-    for it in todo:
-        if not Path(it['path']).is_file(): raise VaeNbError(f"{it['path']}: file not found (listed in {data}); fix the path or remove the row")
-    _encode_missing(model, cfg, todo, out, batch_size, sample, seed, progress)
-    rows, stats = _index_rows(items, out)
-    scale = model.latent_stats or stats.result()
-    summary = {'checkpoint': str(checkpoint), 'count': len(items), 'latent': 'sample' if sample else 'mean', 'seed': seed if sample else None,
-               'source': 'checkpoint' if model.latent_stats else 'computed', 'mean': list(scale['mean']), 'std': list(scale['std']),
-               'overall_std': scale.get('overall_std', float(np.mean(scale['std'])))}
-    summary['scale_factor'] = 1 / max(summary['overall_std'], 1e-12)
-    _write_csv(out/'index.csv', rows)
-    atomic_write(out/'latent_stats.json', lambda p: Path(p).write_text(json.dumps(summary, indent=1)))
-    return {'index': out/'index.csv', 'stats': out/'latent_stats.json', 'encoded': len(todo), 'skipped': len(items) - len(todo)}
-
-# %% ../nbs/11_infer.ipynb #c8b5921d
 def _model_name(checkpoint, used:set) -> str:
     "A short unique label: `<run dir>/<file>` of the checkpoint."
     p = Path(checkpoint); name = f"{p.parent.parent.name}/{p.stem}" if p.parent.name == 'checkpoints' else p.stem

@@ -8,14 +8,13 @@ Docs: https://vae-nb.github.io/vae_nb/space.html.md"""
 __all__ = ['VALUE_RANGES', 'ACTIVATION_RANGES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'INTENSITY_MODES', 'to_range', 'imagenet_stats',
            'ImageSpace', 'intensity_bounds', 'source_to_unit', 'unit_to_source', 'scale_intensity', 'problems']
 
-# %% ../nbs/01b_space.ipynb #0d5840e8
+# %% ../nbs/01b_space.ipynb #f7afa1ca
 from typing import NamedTuple
 import numpy as np
-import torch
 from fastcore.basics import patch
 from .core import VaeNbError
 
-# %% ../nbs/01b_space.ipynb #db7da1bf
+# %% ../nbs/01b_space.ipynb #0155fcdc
 VALUE_RANGES = {'0_1': (0., 1.), '-1_1': (-1., 1.)}
 ACTIVATION_RANGES = {'sigmoid': '0_1', 'tanh': '-1_1'} # Output activation -> the range it produces
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -27,18 +26,19 @@ def to_range(x, # Tensor or array in range `src`
     if src == dst: return x
     return x * 2 - 1 if dst == '-1_1' else (x + 1) / 2
 
-# %% ../nbs/01b_space.ipynb #913a16bf
-def imagenet_stats(x:torch.Tensor, # Images whose channel axis is `channel_dim`
+# %% ../nbs/01b_space.ipynb #7677d3e6
+def imagenet_stats(x:'torch.Tensor', # Images whose channel axis is `channel_dim`
                    channel_dim:int=-3 # -3 for `[C, H, W]` and `[B, C, H, W]`; -4 for volumes
                   ) -> tuple:
     "ImageNet mean and std shaped to broadcast over `x` (1 channel: their averages)."
+    import torch  # here, not at the top: the config imports this module, and `--help` should not wait for PyTorch
     c = x.shape[channel_dim]; mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
     if c == 1: mean, std = mean.mean()[None], std.mean()[None]
     elif c != 3: raise VaeNbError(f"data.imagenet_normalized: needs 1 or 3 channels, got {c}; set data.in_channels to 1 or 3, or data.imagenet_normalized=false")
     shape = [1] * x.ndim; shape[channel_dim] = c
     return mean.view(shape).to(x), std.view(shape).to(x)
 
-# %% ../nbs/01b_space.ipynb #f4873606
+# %% ../nbs/01b_space.ipynb #fccd6872
 class ImageSpace:
     "Where image values live on the way into and out of a model; unit images are in [0, 1]."
     def __init__(self, value_range:str='0_1', # Range fed to the model: '0_1' or '-1_1' (must be 0_1 with ImageNet normalisation)
@@ -68,7 +68,7 @@ class ImageSpace:
                 f"output_activation={self.output_activation}{' (logits)' if self.logits else ''}, spatial_dims={self.spatial_dims})")
     def __eq__(self, other): return isinstance(other, ImageSpace) and repr(self) == repr(other)
 
-# %% ../nbs/01b_space.ipynb #86c2e4a5
+# %% ../nbs/01b_space.ipynb #60abec2e
 @patch
 def to_model(self:ImageSpace, u): # Unit images `[C, *S]` or `[B, C, *S]`
     "Unit images as the model sees them: `value_range`, or ImageNet-normalized."
@@ -81,10 +81,11 @@ def to_unit(self:ImageSpace, x): # Model inputs `[C, *S]` or `[B, C, *S]`
     if self.imagenet_normalized: mean, std = imagenet_stats(x, self.channel_dim); return x * std + mean
     return to_range(x, self.value_range, '0_1')
 
-# %% ../nbs/01b_space.ipynb #8cb2b114
+# %% ../nbs/01b_space.ipynb #a8b7f346
 @patch
 def output_to_unit(self:ImageSpace, recon): # Model outputs (reconstructions, decoded latents)
     "Model outputs as unit images."
+    import torch
     return torch.sigmoid(recon) if self.logits else to_range(recon, self.out_range, '0_1')
 
 @patch
@@ -100,11 +101,12 @@ def unit_pair(self:ImageSpace, recon, x):
 @patch
 def output_pair(self:ImageSpace, recon, x):
     "`(image, target)`: the reconstruction as an image and the input in the same output range, for losses and the discriminator."
+    import torch
     image = torch.sigmoid(recon) if self.logits else recon
     if not self.imagenet_normalized and self.value_range == self.out_range: return image, x
     return image, self.unit_to_output(self.to_unit(x))
 
-# %% ../nbs/01b_space.ipynb #642b29c7
+# %% ../nbs/01b_space.ipynb #096a374a
 INTENSITY_MODES = ('minmax', 'percentile', 'none')
 
 def intensity_bounds(arr:np.ndarray, # Stored values, any shape
@@ -133,6 +135,7 @@ def unit_to_source(u, # Unit values (array or tensor)
                    dtype=np.float32 # The file's dtype: integers are rounded and clipped to their range
                   ) -> np.ndarray:
     "Unit values back in stored units and dtype (the inverse of `source_to_unit`)."
+    import torch
     u = u.detach().double().cpu().numpy() if isinstance(u, torch.Tensor) else np.asarray(u, np.float64)
     lo, hi = bounds; v = u * (hi - lo) + lo; dtype = np.dtype(dtype)
     if np.issubdtype(dtype, np.integer): info = np.iinfo(dtype); return np.clip(np.rint(v), info.min, info.max).astype(dtype)
@@ -145,7 +148,7 @@ def scale_intensity(arr:np.ndarray, # Stored values
     "`arr` as float32 unit values (`none` is not clipped, so out-of-range data can be found)."
     return source_to_unit(arr, intensity_bounds(arr, how, percentiles), clip=how != 'none')
 
-# %% ../nbs/01b_space.ipynb #d036392c
+# %% ../nbs/01b_space.ipynb #4a54865c
 @patch
 def out_of_reach(self:ImageSpace, lo:float, hi:float, # Lowest and highest unit value found in the data
                   where:str='the data' # What holds them (a file name)
@@ -157,7 +160,7 @@ def out_of_reach(self:ImageSpace, lo:float, hi:float, # Lowest and highest unit 
             f"({act}) can only reconstruct [0, 1] (unsigned 8/16-bit files are divided by 255/65535); set data.intensity=minmax or "
             f"percentile to scale each file, or model.output_activation=none")
 
-# %% ../nbs/01b_space.ipynb #49aec6b4
+# %% ../nbs/01b_space.ipynb #eecdce5b
 def problems(cfg) -> list[str]: # A `Config`
     "Problems with the image-space fields of `cfg`."
     d, p = cfg.data, []
