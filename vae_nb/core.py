@@ -6,15 +6,14 @@ Docs: https://vae-nb.github.io/vae_nb/core.html.md"""
 
 # %% auto #0
 __all__ = ['SEED_STRIDE', 'VaeNbError', 'ConfigError', 'seed_everything', 'mix_seed', 'SeededIndex', 'rng_state', 'set_rng_state',
-           'isolated_rng', 'get_device', 'world_size', 'rank', 'is_main_process', 'atomic_save', 'load_checkpoint',
-           'first_nonfinite']
+           'isolated_rng', 'get_device', 'world_size', 'rank', 'is_main_process', 'is_distributed', 'atomic_save',
+           'load_checkpoint', 'first_nonfinite']
 
 # %% ../nbs/00_core.ipynb #c1c5c03e
 import math, os, random, tempfile
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np
-import torch
 
 # %% ../nbs/00_core.ipynb #fb41f6b4
 class VaeNbError(ValueError):
@@ -32,6 +31,7 @@ class ConfigError(VaeNbError):
 # %% ../nbs/00_core.ipynb #5eab2389
 def seed_everything(seed:int): # Seed for Python, NumPy and PyTorch (CPU and CUDA)
     "Seed every random number generator a training run touches."
+    import torch
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #74b01e1e
@@ -80,6 +80,7 @@ def isolated_rng(seed:int=0):
 # %% ../nbs/00_core.ipynb #96624c34
 def get_device(name:str='auto'): # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     "The `torch.device` to train on."
+    import torch
     if name != 'auto': return torch.device(name)
     if torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
@@ -98,10 +99,17 @@ def is_main_process() -> bool:
     "True on the process that logs and writes files."
     return rank() == 0
 
+# %% ../nbs/00_core.ipynb #cb0d9d87
+def is_distributed() -> bool:
+    "True when this process is part of an initialized process group (training under `torchrun`)."
+    import torch.distributed as dist
+    return dist.is_available() and dist.is_initialized()
+
 # %% ../nbs/00_core.ipynb #533c8eec
 def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and plain Python for `weights_only` loading)
                 path:str|Path): # Destination file; its folder is created
     "Write `obj` to `path` atomically: temp file, fsync, rename."
+    import torch
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
@@ -117,6 +125,7 @@ def load_checkpoint(path:str|Path, # A file written by `atomic_save`
                     map_location='cpu', # Where tensors are loaded
                     mmap:bool=False): # Map the file instead of reading it: cheap when only a few values are looked at
     "Load a checkpoint safely (`weights_only=True`), with a clear error for a missing or corrupt file."
+    import torch
     path = Path(path)
     if not path.is_file(): raise VaeNbError(f"checkpoint {path}: file not found; check the path or pass --resume with an existing file")
     try: return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
