@@ -55,6 +55,7 @@ class SeededIndex(int):
 # %% ../nbs/00_core.ipynb #703d7438
 def rng_state() -> dict:
     "Torch (CPU and CUDA), Python and NumPy generator states as tensors and plain numbers."
+    import torch
     py_version, py_state, py_gauss = random.getstate()
     np_kind, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
     return {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
@@ -64,6 +65,7 @@ def rng_state() -> dict:
 
 def set_rng_state(state:dict):
     "Restore generator states saved by `rng_state`."
+    import torch
     torch.set_rng_state(state['torch'])
     if state.get('cuda') and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
     p = state['python']; random.setstate((p['version'], tuple(p['state'].tolist()), p['gauss']))
@@ -72,6 +74,7 @@ def set_rng_state(state:dict):
 @contextmanager
 def isolated_rng(seed:int=0):
     "Run the block with all generators seeded by `seed`, then put the previous states back."
+    import torch
     saved = rng_state()
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
     try: yield
@@ -137,6 +140,7 @@ def first_nonfinite(obj, # A tensor, a float, or dicts/lists/tuples of them (e.g
                     floats:bool=True # Also check plain Python floats (False: tensors only)
                    ) -> str|None:
     "The dotted name of the first floating-point tensor (or float) in `obj` holding NaN or infinity; None when all are finite."
+    import torch
     if isinstance(obj, torch.Tensor): return name if obj.is_floating_point() and not bool(torch.isfinite(obj).all()) else None
     if isinstance(obj, float): return name if floats and not math.isfinite(obj) else None
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
