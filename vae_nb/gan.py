@@ -20,6 +20,7 @@ from .config import Config
 from .learner import Callback
 from .models import build_discriminator
 from .callbacks import resolve_precision
+from .optim import make_opt_func
 from .losses import patch_logits, discriminator_loss, gan_active, last_decoder_layer, add_adversarial
 from .distributed import lr_scale, average_gradients, broadcast_params
 
@@ -75,10 +76,8 @@ def frozen(module:nn.Module):
 
 # %% ../nbs/08b_gan.ipynb #46c364ec
 def disc_optimizer(disc:nn.Module, cfg:Config) -> torch.optim.Optimizer:
-    "Adam/AdamW (as `train.optimizer`) for `disc` at `train.disc_lr` (or `train.lr`) times `lr_scale(cfg)`."
-    opt_cls = torch.optim.AdamW if cfg.train.optimizer == 'adamw' else torch.optim.Adam
-    lr = (cfg.train.disc_lr or cfg.train.lr) * lr_scale(cfg)
-    return opt_cls(disc.parameters(), lr=lr, betas=tuple(cfg.train.betas), weight_decay=cfg.train.weight_decay)
+    "The model's optimizer (`make_opt_func`: `train.optimizer`, betas, weight decay) for `disc` at `train.disc_lr` (or `train.lr`) times `lr_scale(cfg)`."
+    return make_opt_func(cfg.train)(disc.parameters(), lr=(cfg.train.disc_lr or cfg.train.lr) * lr_scale(cfg))
 
 # %% ../nbs/08b_gan.ipynb #3b6bd3eb
 def same_space(loss_func, recon, x) -> tuple:
@@ -93,6 +92,7 @@ class GANCB(Callback):
                  disc:nn.Module|None=None): # A discriminator to use instead of `build_disc(cfg)`
         self.cfg, self.disc = cfg, disc if disc is not None else build_disc(cfg)
         self.opt, self.scaler, self.disc_steps, self._pending = disc_optimizer(self.disc, cfg), None, 0, None
+        self.disc_loss = None  # the discriminator's loss at its last update
 
     def is_active(self, learn) -> bool:
         "True for training batches from `loss.disc_start` on."
@@ -111,7 +111,7 @@ class GANCB(Callback):
         if not self.is_active(learn): return
         recon, model = learn.preds.recon, getattr(learn.model, 'module', learn.model)
         self.amp = autocast_state(recon.device.type)
-        fake, _ = same_space(learn.loss_func, recon, learn.x)
+        fake, _ = same_space(learn.loss_func, recon, learn.batch['image'])
         with frozen(self.disc): logits_fake = self.disc(fake)
         last_layer = last_decoder_layer(model) if self.cfg.loss.adaptive_adv_weight else None
         add = getattr(learn.loss_func, 'add_adversarial', None) or partial(add_adversarial, SimpleNamespace(cfg=self.cfg.loss))
@@ -121,9 +121,9 @@ class GANCB(Callback):
     def after_step(self, learn):
         if not self.update_due: return
         self.update_due = False
-        fake, real = same_space(learn.loss_func, learn.preds.recon.detach(), learn.x.detach())
-        learn.disc_loss = self.update_disc(real, fake)
-        learn.loss = with_term(learn.loss, 'disc', learn.disc_loss)
+        fake, real = same_space(learn.loss_func, learn.preds.recon.detach(), learn.batch['image'].detach())
+        self.disc_loss = self.update_disc(real, fake)
+        learn.loss = with_term(learn.loss, 'disc', self.disc_loss)
 
     def update_disc(self, real:torch.Tensor, fake:torch.Tensor) -> torch.Tensor:
         "One optimizer step of the discriminator on `real` vs `fake`; returns its (detached) loss."

@@ -16,8 +16,9 @@ from .config import Config, save_config, validate_config
 from .data import build_dataloaders
 from .models import build_model
 from .losses import build_loss, LossBreakdown
-from .learner import Learner
+from .learner import Learner, VAEStepCB
 from .callbacks import *
+from .optim import make_opt_func
 from .gan import GANCB
 from .distributed import DDPCB, distributed_session, broadcast_object, is_distributed, lr_scale
 
@@ -42,7 +43,7 @@ def build_callbacks(cfg:Config, run_dir:Path) -> list:
     check_best_metric(cfg)
     t, log, device = cfg.train, cfg.log, get_device(cfg.train.device)
     lpips = lpips_metric(cfg, device) if log.val_lpips or cfg.loss.lpips_weight > 0 else None
-    cbs = [DataOrderCB(), DeviceCB(device, channels_last_format(cfg.data.spatial_dims) if t.channels_last else None),
+    cbs = [VAEStepCB(), DataOrderCB(), DeviceCB(device, channels_last_format(cfg.data.spatial_dims) if t.channels_last else None),
            KLWeightCB(cfg), MixedPrecisionCB(t.precision, device), LRScheduleCB(t), NaNGuardCB(t.nan_policy, cfg), SignalCB(),
            ValidationCB(t.val_interval, lpips, value_range=_value_range(cfg), seed=t.seed), MetricsLoggerCB(run_dir, log.every_n_steps),
            CheckpointCB(run_dir, cfg, t.best_metric, log.checkpoint_every_n_steps, log.keep_checkpoints, log.latent_stats_samples),
