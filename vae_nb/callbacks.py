@@ -332,18 +332,20 @@ class EstimateCB(Callback):
                  grad_accum:int=1, # Batches per optimizer step
                  after_s:float=30.): # In a long first epoch, estimate after this many seconds instead of at its end
         store_attr()
-    def before_fit(self, learn): self.t0, self.batches, self.done = None, 0, not is_main_process()
+    def before_fit(self, learn): self.t0, self.batches, self.done, self.epoch_len = None, 0, not is_main_process(), 0
+    def before_epoch(self, learn):
+        if learn.training: self.epoch_len = learn.iter + len(learn.dl)  # batches in the epoch, counting those a resumed epoch skips
     def before_batch(self, learn):
         if learn.training and self.t0 is None: self.t0 = time.perf_counter()
     def after_batch(self, learn):
         if not learn.training or self.done: return
         self.batches += 1
-        if time.perf_counter() - self.t0 > self.after_s and learn.iter + 1 < _epoch_len(learn): self.report(learn, 'training steps only')
+        if time.perf_counter() - self.t0 > self.after_s and learn.iter + 1 < self.epoch_len: self.report(learn, 'training steps only')
     def after_epoch(self, learn):
         if learn.training and not self.done and self.batches: self.report(learn, 'with validation')
     def remaining_batches(self, learn) -> int:
         "Training batches left after the current one."
-        n = _epoch_len(learn); left = (learn.n_epochs - learn.epoch - 1) * n + max(n - learn.iter - 1, 0)
+        n = self.epoch_len; left = (learn.n_epochs - learn.epoch - 1) * n + max(n - learn.iter - 1, 0)
         if self.max_steps: left = min(left, max(self.max_steps - learn.step, 0) * self.grad_accum)
         return left
     def report(self, learn, basis:str):
