@@ -27,6 +27,7 @@ from fastcore.basics import store_attr
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
 from .rundir import RunDir, checkpoint_step, latest_checkpoint
 from .config import Config, TrainConfig, config_to_dict
+from .space import ImageSpace
 from .annealing import kl_factor
 from .optim import lr_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
@@ -369,10 +370,10 @@ class ValidationCB(Callback):
                  lpips=None, # Optional `f(recon, x) -> tensor` distance, e.g. LPIPS
                  min_active_fraction:float=0.1, # Warn about posterior collapse below this fraction of active units
                  max_latent_std:float=10., # Warn about latent scale blow-up above this std of the posterior means
-                 value_range:tuple=(0., 1.), # Intensity range of the data; image metrics see it mapped to [0, 1]
+                 space:ImageSpace|None=None, # The run's image space: image metrics see inputs and reconstructions as unit images
                  seed:int=0): # Seed of the sampling noise during validation
         self.every, self.lpips, self.min_active, self.max_std, self.seed = every, lpips, min_active_fraction, max_latent_std, seed
-        self.lo, self.hi = value_range
+        self.space = space or ImageSpace()
     def before_fit(self, learn): learn.val_metrics = None
     def after_epoch(self, learn):
         if not learn.training: return
@@ -383,11 +384,11 @@ class ValidationCB(Callback):
     def after_loss(self, learn):
         if learn.training: return
         image = learn.batch['image']; n = len(image)
-        x, recon = [((t.float() - self.lo) / (self.hi - self.lo)) for t in (image, learn.preds.recon)]
+        recon, x = self.space.unit_pair(learn.preds.recon.float(), image.float())
         add = lambda k, v: self.sums.__setitem__(k, self.sums.get(k, 0.) + float(v) * n)
         for k, v in learn.loss._asdict().items():
             if k not in self.skip: add(k, v)
-        add('mse', mse(learn.preds.recon, image)); add('psnr', psnr(recon.clamp(0, 1), x.clamp(0, 1)))
+        add('mse', mse(recon, x)); add('psnr', psnr(recon.clamp(0, 1), x.clamp(0, 1)))
         add('ssim', ssim(recon.clamp(0, 1), x.clamp(0, 1)))
         if ms_ssim_supported(x.shape[2:]): add('ms_ssim', ms_ssim(recon.clamp(0, 1), x.clamp(0, 1)))
         else: note_once(f"MS-SSIM is not reported: images {tuple(x.shape[2:])} are smaller than its minimum (every axis > 160 px)")
@@ -445,7 +446,9 @@ class MetricsLoggerCB(Callback):
 class TensorBoardCB(Callback):
     "Log scalars, reconstructions and warnings to TensorBoard under `run_dir/tb`."
     order = 21
-    def __init__(self, run_dir, every_n_steps:int=10, n_images:int=8): self.dir, self.every, self.n, self.writer = Path(run_dir)/'tb', every_n_steps, n_images, None
+    def __init__(self, run_dir, every_n_steps:int=10, n_images:int=8,
+                 space:ImageSpace|None=None): # The run's image space: pictures show unit images
+        self.dir, self.every, self.n, self.writer, self.space = Path(run_dir)/'tb', every_n_steps, n_images, None, space or ImageSpace()
     def before_fit(self, learn):
         if not is_main_process(): return
         from torch.utils.tensorboard import SummaryWriter
@@ -462,7 +465,7 @@ class TensorBoardCB(Callback):
             if k not in ('step', 'epoch') and isinstance(v, (int, float)): self.writer.add_scalar(f'val/{"loss" if k == "total" else k}', v, learn.step)
         kl = torch.tensor(learn.val_metrics['kl_per_channel'])
         if torch.isfinite(kl).all(): self.writer.add_histogram('val/kl_per_channel', kl, learn.step)
-        x, recon = reconstruct_batch(learn, self.n)
+        x, recon = reconstruct_batch(learn, self.n, self.space)
         self.writer.add_image('val/reconstructions', recon_figure(x, recon, self.n), learn.step)
         self.log_warnings(learn)
     def log_warnings(self, learn):
@@ -475,8 +478,8 @@ class TensorBoardCB(Callback):
 
 # %% ../nbs/08_callbacks.ipynb #b1a2a0af
 @torch.no_grad()
-def reconstruct_batch(learn, n:int=8):
-    "Originals and posterior-mean reconstructions of the first `n` validation (else training) samples."
+def reconstruct_batch(learn, n:int=8, space:ImageSpace|None=None):
+    "Originals and posterior-mean reconstructions of the first `n` validation (else training) samples, as unit images."
     dl = learn.dls['val'] if len(learn.dls['val'].dataset) else learn.dls['train']
     model = _unwrap(learn.model)
     p = next(model.parameters())
@@ -485,15 +488,16 @@ def reconstruct_batch(learn, n:int=8):
     try:
         with isolated_rng(0): recon = model.decode(model.encode(x)[0])
     finally: model.train(was_training)
-    return x.float(), recon.float()
+    recon, x = (space or ImageSpace()).unit_pair(recon.float(), x.float())
+    return x, recon
 
-def recon_figure(x, recon, n:int=8, value_range:tuple=(0., 1.),
+def recon_figure(x, recon, n:int=8,
                  per_row:int|None=None, # Images per row (default: all `n`)
                  min_px:int=0): # Enlarge small images to at least this many pixels a side
-    "Image tensor `[3, H, W]`: originals over reconstructions; for volumes one such pair of rows per axis."
+    "Image tensor `[3, H, W]` of unit images: originals over reconstructions; for volumes one such pair of rows per axis."
     from vae_nb.visualize import recon_grid
-    if x.ndim == 4: return recon_grid(x, recon, n, value_range, per_row, min_px)
-    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n, value_range, per_row, min_px) for a in (2, 3, 4)]
+    if x.ndim == 4: return recon_grid(x, recon, n, per_row, min_px)
+    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n, per_row, min_px) for a in (2, 3, 4)]
     w = max(g.shape[-1] for g in grids)
     return torch.cat([F.pad(g, (0, w - g.shape[-1]), value=1.) for g in grids], 1)
 
@@ -502,23 +506,24 @@ class SampleGridCB(Callback):
     order = 40
     def __init__(self, run_dir, every_n_steps:int|None=None, # Also write `step_<N>.png` every N steps
                  n:int=16, # Validation images per grid
-                 value_range:tuple=(0., 1.), # Range of the model's values
+                 space:ImageSpace|None=None, # The run's image space: grids show unit images
                  per_row:int=8, # Images per row
                  min_px:int=96): # Small images are enlarged (nearest neighbour) to at least this many pixels a side
-        self.dir, self.every, self.n, self.value_range, self.per_row, self.min_px = Path(run_dir)/'samples', every_n_steps, n, value_range, per_row, min_px
+        self.dir, self.every, self.n, self.space, self.per_row, self.min_px = Path(run_dir)/'samples', every_n_steps, n, space or ImageSpace(), per_row, min_px
     def write(self, learn, name:str):
         if not is_main_process(): return
         from vae_nb.visualize import save_png
-        x, recon = reconstruct_batch(learn, self.n)
-        save_png(recon_figure(x, recon, self.n, self.value_range, self.per_row, self.min_px), self.dir/name)
+        x, recon = reconstruct_batch(learn, self.n, self.space)
+        save_png(recon_figure(x, recon, self.n, self.per_row, self.min_px), self.dir/name)
     def write_interpolation(self, learn):
         "`interpolation.png`: decoded walks between pairs of validation images."
         if not is_main_process(): return
         from vae_nb.visualize import save_png, interpolation_grid
-        x, _ = reconstruct_batch(learn, self.per_row)
+        dl = learn.dls['val'] if len(learn.dls['val'].dataset) else learn.dls['train']
+        x = torch.stack([dl.dataset[i]['image'] for i in range(min(self.per_row, len(dl.dataset)))])
         if len(x) < 2: return
         half = len(x) // 2; x = x[[j for i in range(half) for j in (i, i + half)]]  # pair image i with image i + half: usually two different things
-        with isolated_rng(0): grid = interpolation_grid(_unwrap(learn.model), x, steps=self.per_row, value_range=self.value_range, min_px=self.min_px)
+        with isolated_rng(0): grid = interpolation_grid(_unwrap(learn.model), x, steps=self.per_row, space=self.space, min_px=self.min_px)
         save_png(grid, self.dir/'interpolation.png')
     def after_step(self, learn):
         if self.every and learn.step % self.every == 0: self.write(learn, f'step_{learn.step}.png')
