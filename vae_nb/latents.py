@@ -23,7 +23,7 @@ from fastcore.basics import patch
 from . import __version__
 from .core import VaeNbError
 from .config import Config
-from .data import to_model_range
+from .space import ImageSpace
 from .infer import (load_model, read_input, encode, train_size, latent_shape_for, downsampling, full_suffix, stem,
                           atomic_write, write_image, write_volume, list_files, IMAGE_SUFFIXES, NIFTI_SUFFIXES, _pad_to, _destination,
                           _model_inputs, _write_csv)
@@ -307,7 +307,7 @@ def _encode_items(model, cfg:Config, todo:list, out:Path, prov:dict, batch_size:
     for i in tqdm(range(0, len(todo), batch_size), desc='save_latents', disable=not progress or not todo, unit='batch'):
         chunk = todo[i:i + batch_size]; rs = [read_input(it['path'], cfg) for it in chunk]
         for z, it, r in zip(_encode_batch(model, cfg, [r['image'] for r in rs], [it['key'] for it in chunk], sample, seed), chunk, rs):
-            save_latent(out/it['latent'], z, input_affine(r, model, cfg), prov, r['bounds']); yield it, z
+            save_latent(out/it['latent'], z, input_affine(r, model, cfg), prov, r.get('bounds')); yield it, z
 
 # %% ../nbs/11b_latents.ipynb #24db9687
 def _training_stats(model) -> dict|None:
@@ -378,7 +378,7 @@ def write_latents(checkpoint, # A training checkpoint
     written = []
     for p in paths:
         r = read_input(p, cfg); z = encode(model, r['image'], cfg, p)[0]
-        written.append(save_latent(_destination(p, root, latents, format, single), z, input_affine(r, model, cfg), prov, r['bounds']))
+        written.append(save_latent(_destination(p, root, latents, format, single), z, input_affine(r, model, cfg), prov, r.get('bounds')))
     return written
 
 # %% ../nbs/11b_latents.ipynb #f2ec8625
@@ -408,15 +408,19 @@ def _grid_image(affine):
     import nibabel as nib
     return nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), np.eye(4) if affine is None else affine)
 
+def _black(cfg:Config, channels:int):
+    "The model output that stands for black (unit 0), shaped `[C, 1, 1, 1]`, to pad decoded volumes with."
+    space = ImageSpace.from_config(cfg)
+    if space.logits: return torch.full((channels, 1, 1, 1), -30.)   # sigmoid(-30) is 0 to float precision
+    return space.unit_to_output(torch.zeros(channels, 1, 1, 1))
+
 @torch.no_grad()
 def _decode_one(model, cfg:Config, lf:LatentFile, ref, factor):
     "`(volume or image [C, *S], nibabel image giving the affine or None)` decoded from `lf`."
     dev = next(model.parameters()).device
     x = model.decode(lf.latent[None].to(dev))[0].float().cpu()
     if cfg.data.spatial_dims == 2: return x, None
-    if ref is not None:
-        fill = to_model_range(torch.zeros(x.shape[0], *[1] * (x.ndim - 1)), cfg.data)
-        return fit_to_shape(x, ref.shape[:3], fill), ref
+    if ref is not None: return fit_to_shape(x, ref.shape[:3], _black(cfg, x.shape[0])), ref
     return x, _grid_image(None if lf.affine is None else image_affine(lf.affine, factor))
 
 def decode_latents(checkpoint, # A training checkpoint (the one that wrote the latents)
