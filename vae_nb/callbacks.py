@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
 from .rundir import RunDir, checkpoint_step, latest_checkpoint
 from .config import Config, TrainConfig, config_to_dict
+from .space import ImageSpace
 from .annealing import kl_factor
 from .optim import lr_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
@@ -315,10 +316,10 @@ class ValidationCB(Callback):
                  lpips=None, # Optional `f(recon, x) -> tensor` distance, e.g. LPIPS
                  min_active_fraction:float=0.1, # Warn about posterior collapse below this fraction of active units
                  max_latent_std:float=10., # Warn about latent scale blow-up above this std of the posterior means
-                 value_range:tuple=(0., 1.), # Intensity range of the data; image metrics see it mapped to [0, 1]
+                 space:ImageSpace|None=None, # The run's image space: image metrics see inputs and reconstructions as unit images
                  seed:int=0): # Seed of the sampling noise during validation
         self.every, self.lpips, self.min_active, self.max_std, self.seed = every, lpips, min_active_fraction, max_latent_std, seed
-        self.lo, self.hi = value_range
+        self.space = space or ImageSpace()
         self.noted = False
     def before_fit(self, learn): learn.val_metrics = None
     def after_epoch(self, learn):
@@ -330,10 +331,10 @@ class ValidationCB(Callback):
     def after_loss(self, learn):
         if learn.training: return
         image = learn.batch['image']; n = len(image)
-        x, recon = [((t.float() - self.lo) / (self.hi - self.lo)) for t in (image, learn.preds.recon)]
+        recon, x = self.space.unit_pair(learn.preds.recon.float(), image.float())
         add = lambda k, v: self.sums.__setitem__(k, self.sums.get(k, 0.) + float(v) * n)
         for k, v in learn.loss._asdict().items(): add(k, v)
-        add('mse', mse(learn.preds.recon, image)); add('psnr', psnr(recon.clamp(0, 1), x.clamp(0, 1)))
+        add('mse', mse(recon, x)); add('psnr', psnr(recon.clamp(0, 1), x.clamp(0, 1)))
         add('ssim', ssim(recon.clamp(0, 1), x.clamp(0, 1)))
         if ms_ssim_supported(x.shape[2:]): add('ms_ssim', ms_ssim(recon.clamp(0, 1), x.clamp(0, 1)))
         elif not self.noted and is_main_process():
@@ -391,7 +392,9 @@ class MetricsLoggerCB(Callback):
 class TensorBoardCB(Callback):
     "Log scalars, reconstructions and warnings to TensorBoard under `run_dir/tb`."
     order = 21
-    def __init__(self, run_dir, every_n_steps:int=10, n_images:int=8): self.dir, self.every, self.n, self.writer = Path(run_dir)/'tb', every_n_steps, n_images, None
+    def __init__(self, run_dir, every_n_steps:int=10, n_images:int=8,
+                 space:ImageSpace|None=None): # The run's image space: pictures show unit images
+        self.dir, self.every, self.n, self.writer, self.space = Path(run_dir)/'tb', every_n_steps, n_images, None, space or ImageSpace()
     def before_fit(self, learn):
         if not is_main_process(): return
         from torch.utils.tensorboard import SummaryWriter
@@ -408,7 +411,7 @@ class TensorBoardCB(Callback):
             if k not in ('step', 'epoch') and isinstance(v, (int, float)): self.writer.add_scalar(f'val/{"loss" if k == "total" else k}', v, learn.step)
         kl = torch.tensor(learn.val_metrics['kl_per_channel'])
         if torch.isfinite(kl).all(): self.writer.add_histogram('val/kl_per_channel', kl, learn.step)
-        x, recon = reconstruct_batch(learn, self.n)
+        x, recon = reconstruct_batch(learn, self.n, self.space)
         self.writer.add_image('val/reconstructions', recon_figure(x, recon, self.n), learn.step)
         self.log_warnings(learn)
     def log_warnings(self, learn):
@@ -421,8 +424,8 @@ class TensorBoardCB(Callback):
 
 # %% ../nbs/08_callbacks.ipynb #b1a2a0af
 @torch.no_grad()
-def reconstruct_batch(learn, n:int=8):
-    "Originals and posterior-mean reconstructions of the first `n` validation (else training) samples."
+def reconstruct_batch(learn, n:int=8, space:ImageSpace|None=None):
+    "Originals and posterior-mean reconstructions of the first `n` validation (else training) samples, as unit images."
     dl = learn.dls['val'] if len(learn.dls['val'].dataset) else learn.dls['train']
     model = _unwrap(learn.model)
     p = next(model.parameters())
@@ -431,26 +434,28 @@ def reconstruct_batch(learn, n:int=8):
     try:
         with isolated_rng(0): recon = model.decode(model.encode(x)[0])
     finally: model.train(was_training)
-    return x.float(), recon.float()
+    recon, x = (space or ImageSpace()).unit_pair(recon.float(), x.float())
+    return x, recon
 
-def recon_figure(x, recon, n:int=8, value_range:tuple=(0., 1.)):
-    "Image tensor `[3, H, W]`: originals over reconstructions; for volumes one such pair of rows per axis."
-    if x.ndim == 4: return recon_grid(x, recon, n, value_range)
-    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n, value_range) for a in (2, 3, 4)]
+def recon_figure(x, recon, n:int=8):
+    "Image tensor `[3, H, W]` of unit images: originals over reconstructions; for volumes one such pair of rows per axis."
+    if x.ndim == 4: return recon_grid(x, recon, n)
+    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n) for a in (2, 3, 4)]
     w = max(g.shape[-1] for g in grids)
     return torch.cat([F.pad(g, (0, w - g.shape[-1]), value=1.) for g in grids], 1)
 
 class SampleGridCB(Callback):
     "Write PNG grids of originals over reconstructions to `run_dir/samples/`."
     order = 40
-    def __init__(self, run_dir, every_n_steps:int|None=None, n:int=8, value_range:tuple=(0., 1.)):
-        self.dir, self.every, self.n, self.value_range = Path(run_dir)/'samples', every_n_steps, n, value_range
+    def __init__(self, run_dir, every_n_steps:int|None=None, n:int=8,
+                 space:ImageSpace|None=None): # The run's image space: grids show unit images
+        self.dir, self.every, self.n, self.space = Path(run_dir)/'samples', every_n_steps, n, space or ImageSpace()
     def write(self, learn, name:str):
         if not is_main_process(): return
         from torchvision.utils import save_image
-        x, recon = reconstruct_batch(learn, self.n)
+        x, recon = reconstruct_batch(learn, self.n, self.space)
         self.dir.mkdir(parents=True, exist_ok=True)
-        save_image(recon_figure(x, recon, self.n, self.value_range), self.dir/name)
+        save_image(recon_figure(x, recon, self.n), self.dir/name)
     def after_step(self, learn):
         if self.every and learn.step % self.every == 0: self.write(learn, f'step_{learn.step}.png')
     def after_fit(self, learn): self.write(learn, 'recon_final.png')

@@ -778,6 +778,8 @@ def validate_config(cfg:Config, # A config built from the schema
                    ) -> list[str]:
     "Problems with value ranges and cross-field rules in `cfg`, each as 'field: problem; fix'."
     p = _check_ranges(cfg) + _check_levels(cfg.model) + _check_shapes(cfg) + _check_anneal(cfg.anneal) + space.problems(cfg)
+    from vae_nb import files  # the readers: what they can produce (imported here, it is not needed to load a config)
+    p += files.problems(cfg)
     return p + (_check_paths(cfg) if check_paths else [])
 
 # %% ../nbs/01_config.ipynb #e6dbcc68

@@ -19,7 +19,8 @@ import torch
 from . import __version__
 from .core import VaeNbError
 from .config import Config
-from .infer import downsampling, full_suffix, atomic_write
+from .files import full_suffix, atomic_write
+from .infer import downsampling
 
 # %% ../nbs/11b_latent_files.ipynb #e97b5193
 def _block(factor) -> np.ndarray:

@@ -19,9 +19,9 @@ from fastcore.basics import patch
 from .core import VaeNbError
 from .config import Config
 from .space import ImageSpace
-from .infer import (load_model, read_input, encode, train_size, latent_shape_for, downsampling, full_suffix, stem,
-                          atomic_write, write_image, write_volume, list_files, IMAGE_SUFFIXES, NIFTI_SUFFIXES, _pad_to, _destination,
-                          _model_inputs, _write_csv)
+from .files import FileImage, full_suffix, stem
+from .infer import (load_model, read_input, encode, train_size, latent_shape_for, downsampling, write_output, input_files,
+                          _pad_to, _destination, _model_inputs, _write_csv)
 from .latent_files import (LATENT_SUFFIXES, LatentFile, LatentStats, latent_affine, image_affine, fit_to_shape, check_reference, provenance, describe,
                                   weights_sha256, save_latent, read_latent, load_latent, read_provenance, nib_codes, _sidecar)
 
@@ -41,7 +41,7 @@ def dataset_files(data, # A folder of images/NIfTI, or a CSV file list
     "Rows `{'path': absolute Path, 'key': path relative to the CSV's folder or the inputs' common root, **other CSV columns}`."
     data = Path(data)
     if not data.exists(): raise VaeNbError(f"--data {data}: not found; pass a folder of images/NIfTI volumes or a CSV file list")
-    if data.is_dir(): return [{'path': p.absolute(), 'key': p.relative_to(data).as_posix()} for p in list_files(data, IMAGE_SUFFIXES + NIFTI_SUFFIXES)]
+    if data.is_dir(): return [{'path': p.absolute(), 'key': p.relative_to(data).as_posix()} for p in input_files(data)]
     if full_suffix(data) != '.csv': raise VaeNbError(f"--data {data}: expected a folder or a .csv file list")
     rows = _csv_rows(data, path_column)
     paths = [Path(os.path.normpath(os.path.abspath(data.parent/r[path_column].strip()))) for r in rows]
@@ -75,7 +75,7 @@ def _encode_batch(model, cfg:Config, xs:list, keys:list, sample:bool, seed:int) 
 
 def input_affine(r:dict, model, cfg:Config):
     "The latent-grid affine for an input read by `read_input` (None for images and flat latents)."
-    nifti = r.get('nifti'); aff = r.get('affine', getattr(nifti, 'affine', None))
+    aff = r.get('affine', getattr(r.get('file'), 'affine', None))
     if aff is None or cfg.data.spatial_dims != 3 or len(latent_shape_for(model, train_size(cfg))) == 1: return None
     return latent_affine(aff, downsampling(model, cfg))
 
@@ -182,7 +182,7 @@ def write_latents(checkpoint, # A training checkpoint
     root, latents = Path(input), Path(latents); single = root.is_file() and bool(full_suffix(latents))
     if single and full_suffix(latents) not in LATENT_SUFFIXES: raise VaeNbError(f"--latents {latents}: unknown latent format {full_suffix(latents)!r}; use one of {', '.join(LATENT_SUFFIXES)}")
     model, cfg = load_model(checkpoint, device)
-    paths = list_files(root, IMAGE_SUFFIXES + NIFTI_SUFFIXES); _model_inputs(paths, model, cfg, latents=True)
+    paths = input_files(root); _model_inputs(paths, model, cfg, latents=True)
     prov = provenance(checkpoint, model, cfg, format=full_suffix(latents) if single else format)
     written = []
     for p in paths:
@@ -213,7 +213,7 @@ def _load_reference(reference):
 
 # %% ../nbs/11c_latents.ipynb #7ed27124
 def _grid_image(affine):
-    "A stand-in nibabel image carrying `affine`, for `write_volume`."
+    "A stand-in nibabel image carrying `affine`, for `write_output`."
     import nibabel as nib
     return nib.Nifti1Image(np.zeros((1, 1, 1), np.float32), np.eye(4) if affine is None else affine)
 
@@ -240,7 +240,7 @@ def decode_latents(checkpoint, # A training checkpoint (the one that wrote the l
                    device:str='auto') -> list[Path]: # Where the model runs
     "Decode latent files to images (2D) or NIfTI volumes (3D); returns the files written."
     model, cfg = load_model(checkpoint, device); root, out = Path(input), Path(output)
-    paths = list_files(root, LATENT_SUFFIXES); ref, factor, weights = _load_reference(reference), downsampling(model, cfg), weights_sha256(model)
+    paths = input_files(root, LATENT_SUFFIXES); ref, factor, weights = _load_reference(reference), downsampling(model, cfg), weights_sha256(model)
     if ref is not None and cfg.data.spatial_dims == 2: raise VaeNbError(f"--reference {reference}: the model is 2D; a reference volume applies to 3D models only")
     lfs = [read_latent(p) for p in paths]
     for p, lf in zip(paths, lfs):
@@ -249,7 +249,8 @@ def decode_latents(checkpoint, # A training checkpoint (the one that wrote the l
     suffix, written = ('.png' if cfg.data.spatial_dims == 2 else '.nii.gz'), []
     for p, lf in zip(paths, lfs):
         x, grid = _decode_one(model, cfg, lf, ref, factor); dest = _destination(p, root, out, suffix, root.is_file())
-        written.append(write_image(dest, x, cfg) if grid is None else write_volume(dest, x, cfg, grid, lf.bounds or (0., 1.)))
+        like = None if grid is None else FileImage(np.empty(0), Path(dest), grid.affine, grid.header)
+        written.append(write_output(dest, x, cfg, like=like, bounds=lf.bounds or (0., 1.)))
     return written
 
 # %% ../nbs/11c_latents.ipynb #66b1473f

@@ -17,24 +17,24 @@ import numpy as np
 import torch
 from torchvision.utils import make_grid, save_image
 from matplotlib.figure import Figure
+from .space import ImageSpace
 
 # %% ../nbs/06b_visualize.ipynb #19a72fee
-def to_display(x, value_range:tuple=(0., 1.)):
-    "Batch `[B, C, *spatial]` as displayable `[B, 1|3, H, W]` in [0, 1]."
+def to_display(x): # Unit images `[B, C, *spatial]` (see `vae_nb.space.ImageSpace.unit_pair`)
+    "Batch `[B, C, *spatial]` of unit images as displayable `[B, 1|3, H, W]` in [0, 1] (middle slice of volumes, first channel unless RGB)."
     while x.ndim > 4: x = x.select(2, x.shape[2] // 2)
     if x.shape[1] not in (1, 3): x = x[:, :1]
-    lo, hi = value_range
-    return ((x.detach().float().cpu() - lo) / (hi - lo)).clamp(0, 1)
+    return x.detach().float().cpu().clamp(0, 1)
 
-def recon_grid(x, recon, n:int=8, value_range:tuple=(0., 1.)):
-    "Image tensor: the first `n` originals in the top row, their reconstructions below."
+def recon_grid(x, recon, n:int=8):
+    "Image tensor: the first `n` originals (unit images) in the top row, their reconstructions below."
     n = min(n, len(x))
-    return make_grid(torch.cat([to_display(x[:n], value_range), to_display(recon[:n], value_range)]), nrow=n, padding=2, pad_value=1.)
+    return make_grid(torch.cat([to_display(x[:n]), to_display(recon[:n])]), nrow=n, padding=2, pad_value=1.)
 
-def save_recon_grid(path, x, recon, n:int=8, value_range:tuple=(0., 1.)) -> Path:
+def save_recon_grid(path, x, recon, n:int=8) -> Path:
     "Write `recon_grid` as a PNG at `path`."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    save_image(recon_grid(x, recon, n, value_range), path)
+    save_image(recon_grid(x, recon, n), path)
     return path
 
 # %% ../nbs/06b_visualize.ipynb #debf0f21
@@ -60,9 +60,9 @@ def _finish(fig:Figure, path=None) -> Figure:
 
 def _as_numpy(x): return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
 
-def _image(x, value_range:tuple=(0., 1.)) -> np.ndarray:
-    "One sample `[C, H, W]` or `[C, D, H, W]` (middle slice) as an `[H, W]` or `[H, W, 3]` array in [0, 1]."
-    x = to_display(torch.as_tensor(_as_numpy(x))[None], value_range)[0]
+def _image(x) -> np.ndarray:
+    "One unit image `[C, H, W]` or `[C, D, H, W]` (middle slice) as an `[H, W]` or `[H, W, 3]` array in [0, 1]."
+    x = to_display(torch.as_tensor(_as_numpy(x))[None])[0]
     return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
 
 def _axes_grid(nrows:int, ncols:int, size:float=1.6):
@@ -76,16 +76,16 @@ def _axes_grid(nrows:int, ncols:int, size:float=1.6):
 def recon_error_figure(x, # Originals `[B, C, *spatial]`
                        recon, # Reconstructions, same shape
                        n:int=8, # How many samples to show
-                       value_range:tuple=(0., 1.), # Range of the model's values
+                       space:ImageSpace|None=None, # Where `x` and `recon` live; None = unit images already
                        path=None, # Save the figure here as PNG
                        titles:tuple=('input', 'reconstruction', '|error|')) -> Figure:
     "Originals over reconstructions over absolute-error maps."
-    n = min(n, len(x))
-    err = (to_display(x[:n], value_range) - to_display(recon[:n], value_range)).abs().sum(1)
+    n = min(n, len(x)); recon, x = (space or ImageSpace()).unit_pair(torch.as_tensor(recon[:n]), torch.as_tensor(x[:n]))
+    err = (to_display(x) - to_display(recon)).abs().sum(1)
     fig, axs = _axes_grid(3, n)
     for i in range(n):
-        axs[0, i].imshow(_image(x[i], value_range), cmap='gray', vmin=0, vmax=1)
-        axs[1, i].imshow(_image(recon[i], value_range), cmap='gray', vmin=0, vmax=1)
+        axs[0, i].imshow(_image(x[i]), cmap='gray', vmin=0, vmax=1)
+        axs[1, i].imshow(_image(recon[i]), cmap='gray', vmin=0, vmax=1)
         im = axs[2, i].imshow(err[i].numpy(), cmap='magma', vmin=0, vmax=max(err.max().item(), 1e-6))
     for r, t in enumerate(titles): axs[r, 0].set_title(t, fontsize=8, loc='left')
     fig.colorbar(im, ax=axs[2, :].tolist(), shrink=0.8)
@@ -152,16 +152,17 @@ def interpolation_figure(model, # A VAE with `encode` and `decode`
                          x1, # Second input, same shape
                          steps:int=8, # Images per strip, ends included
                          methods:tuple=('linear', 'spherical'), # One strip per method
-                         value_range:tuple=(0., 1.), # Range of the model's values
+                         space:ImageSpace|None=None, # The model's image space (inputs and outputs shown as unit images)
                          path=None) -> Figure: # Save the figure here as PNG
     "Decoded latent interpolations between `x0` and `x1`: the two inputs at the ends, one strip per method."
+    space = space or ImageSpace()
     z = encode_mean(model, torch.stack([torch.as_tensor(x0), torch.as_tensor(x1)]))
     fig, axs = _axes_grid(len(methods), steps + 2, size=1.3)
     for r, m in enumerate(methods):
-        imgs = model.decode(interpolate(z[0], z[1], steps, m)).cpu()
-        axs[r, 0].imshow(_image(x0, value_range), cmap='gray', vmin=0, vmax=1); axs[r, 0].set_title('x0', fontsize=8)
-        for i, img in enumerate(imgs): axs[r, i + 1].imshow(_image(img, value_range), cmap='gray', vmin=0, vmax=1)
-        axs[r, -1].imshow(_image(x1, value_range), cmap='gray', vmin=0, vmax=1); axs[r, -1].set_title('x1', fontsize=8)
+        imgs = space.output_to_unit(model.decode(interpolate(z[0], z[1], steps, m)).cpu())
+        axs[r, 0].imshow(_image(space.to_unit(torch.as_tensor(x0))), cmap='gray', vmin=0, vmax=1); axs[r, 0].set_title('x0', fontsize=8)
+        for i, img in enumerate(imgs): axs[r, i + 1].imshow(_image(img), cmap='gray', vmin=0, vmax=1)
+        axs[r, -1].imshow(_image(space.to_unit(torch.as_tensor(x1))), cmap='gray', vmin=0, vmax=1); axs[r, -1].set_title('x1', fontsize=8)
         axs[r, 1].set_title(m, fontsize=8, loc='left')
     return _finish(fig, path)
 
@@ -178,7 +179,7 @@ def traversal_figure(model, # A VAE with `encode` and `decode`
                      n_dims:int=6, # How many dimensions when `dims` is None
                      span:float=3.0, # Values from -span to +span
                      steps:int=7, # Values per row
-                     value_range:tuple=(0., 1.), # Range of the model's values
+                     space:ImageSpace|None=None, # The model's image space (decodes shown as unit images)
                      path=None) -> Figure: # Save the figure here as PNG
     "Decodes of the posterior mean of `x` with one latent dimension swept per row."
     p = next(model.parameters()); model.eval()
@@ -193,8 +194,8 @@ def traversal_figure(model, # A VAE with `encode` and `decode`
         for i, v in enumerate(values):
             if mu.ndim == 1: zs[i, d] = v
             else: zs[i, d] += v
-        for i, img in enumerate(model.decode(zs).cpu()):
-            axs[r, i].imshow(_image(img, value_range), cmap='gray', vmin=0, vmax=1)
+        for i, img in enumerate((space or ImageSpace()).output_to_unit(model.decode(zs).cpu())):
+            axs[r, i].imshow(_image(img), cmap='gray', vmin=0, vmax=1)
             if r == 0: axs[r, i].set_title(f"{values[i]:+.1f}", fontsize=7)
         axs[r, 0].text(-0.1, 0.5, f"z[{d}]", transform=axs[r, 0].transAxes, ha='right', va='center', fontsize=8)
     return _finish(fig, path)
@@ -206,14 +207,14 @@ def prior_samples_figure(model, # A VAE with `decode` and `latent_shape`
                          seed:int=0, # Seed of the draws
                          input_shape:tuple|None=None, # Spatial size of the images (spatial latents); None = the model's training size
                          ncols:int=8, # Images per row
-                         value_range:tuple=(0., 1.), # Range of the model's values
+                         space:ImageSpace|None=None, # The model's image space (decodes shown as unit images)
                          path=None) -> Figure: # Save the figure here as PNG
     "A grid of decodes of `n` seeded draws from the standard-normal prior."
     p = next(model.parameters()); model.eval()
     z = torch.randn((n, *_latent_shape(model, input_shape)), generator=torch.Generator().manual_seed(seed))
-    imgs = model.decode(z.to(p.device, p.dtype)).cpu()
+    imgs = (space or ImageSpace()).output_to_unit(model.decode(z.to(p.device, p.dtype)).cpu())
     fig, axs = _axes_grid(math.ceil(n / ncols), min(n, ncols), size=1.2)
-    for ax, img in zip(axs.flat, imgs): ax.imshow(_image(img, value_range), cmap='gray', vmin=0, vmax=1)
+    for ax, img in zip(axs.flat, imgs): ax.imshow(_image(img), cmap='gray', vmin=0, vmax=1)
     return _finish(fig, path)
 
 # %% ../nbs/06b_visualize.ipynb #da3fce00
@@ -293,16 +294,16 @@ def interpolation_slider(model, # A VAE with `encode` and `decode`
                          x0, # First input `[C, *spatial]`
                          x1, # Second input
                          method:str='spherical', # linear or spherical
-                         value_range:tuple=(0., 1.), # Range of the model's values
+                         space:ImageSpace|None=None, # The model's image space (decodes shown as unit images)
                          static:bool|None=None): # True = always the static figure; None = widgets when available
     "A slider from `x0` to `x1` through the latent space (widgets), or the interpolation strip as a figure."
     if static or (static is None and not widgets_available()):
-        return interpolation_figure(model, x0, x1, methods=(method,), value_range=value_range)
+        return interpolation_figure(model, x0, x1, methods=(method,), space=space)
     import ipywidgets as W
     z = encode_mean(model, torch.stack([torch.as_tensor(x0), torch.as_tensor(x1)]))
     @torch.no_grad()
     def draw(t):
-        img = model.decode(INTERPOLATIONS[method](z[0], z[1], t)[None]).cpu()[0]
+        img = (space or ImageSpace()).output_to_unit(model.decode(INTERPOLATIONS[method](z[0], z[1], t)[None]).cpu()[0])
         fig = PlotFigure(figsize=(3, 3)); ax = fig.add_subplot(); ax.set_axis_off()
-        ax.imshow(_image(img, value_range), cmap='gray', vmin=0, vmax=1); _show(fig)
+        ax.imshow(_image(img), cmap='gray', vmin=0, vmax=1); _show(fig)
     return W.interactive(draw, t=W.FloatSlider(value=0.5, min=0., max=1., step=0.05))
