@@ -19,7 +19,7 @@ from fastcore.basics import patch
 from .core import VaeNbError
 from .config import Config
 from .space import ImageSpace
-from .files import FileImage, full_suffix, stem
+from .files import FileImage, full_suffix, stem, atomic_write
 from .infer import (load_model, read_input, encode, train_size, latent_shape_for, downsampling, write_output, input_files,
                           _pad_to, _destination, _model_inputs, _write_csv)
 from .latent_files import (LATENT_SUFFIXES, LatentFile, LatentStats, latent_affine, image_affine, fit_to_shape, check_reference, provenance, describe,
