@@ -1,4 +1,4 @@
-"""What a latent carries, and how a set of latents is scaled: the geometry of its grid (the input's NIfTI affine composed with the model's downsampling), its provenance (which weights, config and export options made it), its file formats (`.pt`, `.npy`, `.nii.gz`), and running per-channel statistics that give a diffusion model's scale factor. [`vae_nb.latents`](11c_latents.ipynb) builds the dataset export, decoding and `LatentDataset` on these.
+"""What a latent carries, and how a set of latents is scaled: the geometry of its grid (the input's NIfTI affine composed with the model's downsampling), its provenance (which weights, config and export options made it), its file formats (`.pt`, `.npy`, `.nii.gz`), and running per-channel statistics that give a diffusion model's scale factor. [`vae_nb.latents`](11d_latents.ipynb) builds the dataset export, decoding and `LatentDataset` on these.
 
 Docs: https://vae-nb.github.io/vae_nb/latent_files.html.md"""
 
