@@ -111,12 +111,12 @@ def infer(checkpoint:str=None, # A training checkpoint (<run dir>/checkpoints/be
     "Reconstruct images or NIfTI volumes with a trained VAE (optionally writing latents), or decode saved latents."
     def body():
         _require(checkpoint=checkpoint, input=input, output=output)
-        from vae_nb import infer as inference, latents as latent_files  # deferred until a command runs
-        if decode: files = latent_files.decode_latents(checkpoint, input, output, reference, unverified, device)
+        from vae_nb import infer as inference, latents as latent_export, latent_files  # deferred until a command runs
+        if decode: files = latent_export.decode_latents(checkpoint, input, output, reference, unverified, device)
         else:
             if latent_format not in latent_files.LATENT_SUFFIXES: raise VaeNbError(f"--latent-format: {latent_format!r} is not one of {', '.join(latent_files.LATENT_SUFFIXES)}")
             files = inference.infer(checkpoint, input, output, device, overlap)
-            if latents: files += latent_files.write_latents(checkpoint, input, latents, latent_format, device)
+            if latents: files += latent_export.write_latents(checkpoint, input, latents, latent_format, device)
         if is_cli(infer): print('\n'.join(f"wrote {f}" for f in files))
         return files
     return _command(infer, 'vae_nb_infer', body)
@@ -137,8 +137,8 @@ def save_latents(checkpoint:str=None, # A training checkpoint
     "Encode a dataset to one latent file per input, with an index CSV and the scale statistics of what was written; re-uses latents of the same export."
     def body():
         _require(checkpoint=checkpoint, data=data, out=out)
-        from vae_nb import latents as latent_files  # deferred until a command runs
-        res = latent_files.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column, overwrite)
+        from vae_nb import latents as latent_export  # deferred until a command runs
+        res = latent_export.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column, overwrite)
         if is_cli(save_latents): print(f"encoded {res['encoded']}, re-used {res['reused']}" + (f", removed {res['removed']} of another export" if res['removed'] else '') + f"; index {res['index']}, statistics {res['stats']} (scale factor {res['scale_factor']:.4g})")
         return res
     return _command(save_latents, 'vae_nb_save_latents', body)
