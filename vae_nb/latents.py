@@ -37,11 +37,14 @@ def _csv_rows(data:Path, path_column:str) -> list[dict]:
     return rows
 
 def dataset_files(data, # A folder of images/NIfTI, or a CSV file list
-                  path_column:str='path') -> list[dict]: # CSV column with file paths
+                  path_column:str='path', # CSV column with file paths
+                  skip=None) -> list[dict]: # A folder (the output) whose files are never inputs of a data folder
     "Rows `{'path': absolute Path, 'key': path relative to the CSV's folder or the inputs' common root, **other CSV columns}`."
     data = Path(data)
     if not data.exists(): raise VaeNbError(f"--data {data}: not found; pass a folder of images/NIfTI volumes or a CSV file list")
-    if data.is_dir(): return [{'path': p.absolute(), 'key': p.relative_to(data).as_posix()} for p in input_files(data)]
+    if data.is_dir():
+        found = [p for p in input_files(data) if skip is None or not p.absolute().is_relative_to(Path(skip).absolute())]
+        return [{'path': p.absolute(), 'key': p.relative_to(data).as_posix()} for p in found]
     if full_suffix(data) != '.csv': raise VaeNbError(f"--data {data}: expected a folder or a .csv file list")
     rows = _csv_rows(data, path_column)
     paths = [Path(os.path.normpath(os.path.abspath(data.parent/r[path_column].strip()))) for r in rows]
@@ -151,7 +154,7 @@ def save_latents(checkpoint, # A training checkpoint
     if format not in LATENT_SUFFIXES: raise VaeNbError(f"--format: {format!r} is not one of {', '.join(LATENT_SUFFIXES)}")
     model, cfg = load_model(checkpoint, device); out = Path(out)
     prov = provenance(checkpoint, model, cfg, sample, seed, format)
-    items = dataset_files(data, path_column or cfg.data.csv_path_column)
+    items = dataset_files(data, path_column or cfg.data.csv_path_column, skip=out)
     for it in items: it['latent'] = latent_name(it['key'], format)
     _check_names(items, data)
     listed, unlisted = _conflicts(out, items, prov)
