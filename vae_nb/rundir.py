@@ -152,9 +152,9 @@ def check_writable(run_dir) -> Path: # The run directory (created when missing)
 TMP_GLOB = '.*.tmp'
 
 def remove_stale_tmp(run_dir) -> list: # The run directory
-    "Delete the temporary files of unfinished writes in `run_dir` and its checkpoints folder; returns what was removed."
+    "Delete the temporary files of unfinished writes in `run_dir`, its checkpoints and its samples; returns what was removed."
     rd = RunDir(run_dir)
-    stale = [p for folder in (rd.path, rd.checkpoints) for p in folder.glob(TMP_GLOB) if p.is_file()]
+    stale = [p for folder, pattern in ((rd.path, TMP_GLOB), (rd.checkpoints, TMP_GLOB), (rd.samples, '.*.png')) for p in folder.glob(pattern) if p.is_file()]
     for p in stale: p.unlink(missing_ok=True)
     return stale
 
