@@ -12,7 +12,7 @@ __all__ = ['SECTIONS', 'FLAT_NAMES', 'MONAI_LAYOUT', 'PYTORCH_VAE_LAYOUT', 'SEED
            'unflatten', 'parse_override', 'overrides_to_dict', 'load_config_file', 'save_config', 'NoEquivalent',
            'Translation', 'Layout', 'detect_layout', 'translate', 'preset', 'load_presets', 'preset_values',
            'list_presets', 'total_downsampling', 'validate_config', 'ResolvedConfig', 'resolve_config', 'ConfigNote',
-           'get_config', 'format_config']
+           'get_config', 'command_flags', 'resolve_command', 'format_config']
 
 # %% ../nbs/01_config.ipynb #e4660682
 import json, difflib, math, types, warnings
@@ -861,6 +861,28 @@ def get_config(file:str|Path|None=None, # A YAML/JSON config file in any support
     r = resolve_config(file, overrides, names, presets, sections, check_paths=check_paths)
     for n in r.notes: warnings.warn(n, ConfigNote)
     return r.cfg
+
+# %% ../nbs/01_config.ipynb #452f4567
+def command_flags(data:str|None=None, run_dir:str|None=None, resume:str|None=None) -> dict:
+    "The config values set by the flags `--data`, `--run-dir` and `--resume`, by flag."
+    values = {'--data': ('data', 'path', data), '--run-dir': ('paths', 'run_dir', run_dir), '--resume': ('paths', 'resume', resume)}
+    return {flag: {sec: {key: v}} for flag, (sec, key, v) in values.items() if v is not None}
+
+def resolve_command(config:str|Path|None=None, # `--config`: a YAML/JSON config file in any supported layout
+                    overrides:list|tuple=(), # `key=value` words
+                    presets:str|Path|None=None, # `--presets`: a YAML/JSON file of your own presets
+                    model:str|None=None, # `--model` preset name
+                    loss:str|None=None, # `--loss` preset name
+                    training:str|None=None, # `--training` preset name
+                    dataset:str|None=None, # `--dataset` preset name
+                    data:str|None=None, # `--data`: sets data.path
+                    run_dir:str|None=None, # `--run-dir`: sets paths.run_dir
+                    resume:str|None=None, # `--resume`: sets paths.resume
+                    check_paths:bool=True, # Whether a missing path is a problem (else a note)
+                   ) -> ResolvedConfig:
+    "The config a command line asks for: presets (merged model, loss, training, dataset), file, overrides, then the flags."
+    names = dict(model=model, loss=loss, training=training, dataset=dataset)
+    return resolve_config(config, overrides, names, presets, flags=command_flags(data, run_dir, resume), check_paths=check_paths)
 
 # %% ../nbs/01_config.ipynb #f68836c3
 def _yaml_value(v) -> str:

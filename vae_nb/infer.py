@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, load_checkpoint, get_device, seed_everything
-from .config import Config, config_from_dict, get_config
+from .config import Config, config_from_dict, get_config, resolve_command
 from .models import build_model
 from .data import read_image, read_nifti, to_model_range, to_unit_range, is_image, is_nifti
 from .metrics import psnr, ssim
@@ -511,12 +511,6 @@ def _data(cfg:Config) -> tuple[str, dict]:
             f"; sample 0 {list(x.shape)} in [{x.min().item():.3g}, {x.max().item():.3g}]"), ds
 
 # %% ../nbs/11_infer.ipynb #c2ce84fe
-def _build_loss(cfg:Config):
-    "The training loss for `cfg` (whatever `VAELoss` signature this version has)."
-    from vae_nb.losses import VAELoss
-    try: return VAELoss(cfg.loss, cfg.data, cfg.model)
-    except TypeError: return VAELoss(cfg.loss)
-
 def _activation_bytes(model, x) -> int:
     "Bytes of every leaf module's output in one forward pass (what backward keeps)."
     total, hooks = [0], []
@@ -537,10 +531,11 @@ def _saved_bytes(model, x) -> int:
         with torch.no_grad(): return 2 * _activation_bytes(model, x)
     return saved_activation_bytes(model, x)
 
-def _train_step(model, loss_func, opt, x, cfg:Config) -> float:
-    "One optimizer step on `x`; returns its seconds and raises on a non-finite loss or gradient."
-    t0 = time.perf_counter()
-    loss = loss_func(model(x), x, kl_weight=cfg.loss.kl_weight)
+def _train_step(model, loss_func, opt, batch:dict, cfg:Config) -> float:
+    "One optimizer step on `batch` (the first step of a run: its KL weight); returns its seconds and raises on a non-finite loss or gradient."
+    from vae_nb.annealing import kl_factor
+    t0, x = time.perf_counter(), batch['image']
+    loss = loss_func(model(x), x, kl_weight=cfg.loss.kl_weight * kl_factor(1, cfg.anneal), batch=batch)
     opt.zero_grad(); loss.total.backward()
     if not torch.isfinite(loss.total): raise VaeNbError(f"training step: loss is {loss.total.item()}; lower train.lr or check the data range")
     if not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None): raise VaeNbError("training step: non-finite gradients; lower train.lr or enable train.grad_clip")
@@ -551,11 +546,15 @@ def _train_step(model, loss_func, opt, x, cfg:Config) -> float:
 def _step_and_estimates(cfg:Config, model, ds) -> tuple[str, str]:
     "One forward/backward pass on a real batch, then the memory-per-batch and time-per-epoch estimates."
     from vae_nb.data import build_dataloaders
+    from vae_nb.train import training_loss
+    from vae_nb.callbacks import make_opt_func
     dev = get_device(cfg.train.device); model.to(dev).train()
-    loss_func = _build_loss(cfg).to(dev); opt = torch.optim.AdamW(list(model.parameters()) + list(loss_func.parameters()), cfg.train.lr)
-    dls = build_dataloaders(cfg, ds); x = next(iter(dls['train']))['image'].to(dev)
+    loss_func = training_loss(cfg, model, ds['train']).to(dev)
+    opt = make_opt_func(cfg.train)(list(model.parameters()) + list(loss_func.parameters()), lr=cfg.train.lr)
+    dls = build_dataloaders(cfg, ds); batch = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in next(iter(dls['train'])).items()}
+    x = batch['image']
     if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
-    first = _train_step(model, loss_func, opt, x, cfg); sec = _train_step(model, loss_func, opt, x, cfg)
+    first = _train_step(model, loss_func, opt, batch, cfg); sec = _train_step(model, loss_func, opt, batch, cfg)
     n_params = sum(p.numel() for p in model.parameters())
     if dev.type == 'cuda': mem, how = torch.cuda.max_memory_allocated(dev), 'measured peak'
     else: mem, how = 4 * 4 * n_params + _saved_bytes(model, x), 'estimated: weights, grads, AdamW state and saved activations'
@@ -569,7 +568,8 @@ def _step_and_estimates(cfg:Config, model, ds) -> tuple[str, str]:
 # %% ../nbs/11_infer.ipynb #66e4fdc6
 def run_checks(config=None, # A YAML/JSON config file
                overrides:list|tuple=(), # `key=value` words
-               log=print) -> list[CheckResult]: # Called with each result line as it is known; None = silent
+               log=print, # Called with each result line as it is known; None = silent
+               **flags) -> list[CheckResult]: # Preset names and `data`, as for `vae_nb.config.resolve_command`
     "Check packages, device, data, model and one training step for a config; one `CheckResult` per check."
     results, passed, got = [], {}, {}
     def run(name, fn, needs=()):
@@ -580,8 +580,9 @@ def run_checks(config=None, # A YAML/JSON config file
         passed[name] = r.ok; results.append(r)
         if log: log(str(r))
     def config_check():
-        cfg = got['cfg'] = get_config(config, list(overrides))
-        return f"{config or 'defaults'} + {len(overrides)} overrides: model {cfg.model.name}, {cfg.data.spatial_dims}D"
+        r = resolve_command(config, overrides, **flags); cfg = got['cfg'] = r.cfg
+        notes = ''.join(f"; note: {n}" for n in r.notes)
+        return f"{config or 'defaults'} + {len(overrides)} overrides: model {cfg.model.name}, {cfg.data.spatial_dims}D{notes}"
     def data_check(): detail, got['ds'] = _data(got['cfg']); return detail
     def model_check():
         cfg = got['cfg']; model = got['model'] = build_model(cfg)
