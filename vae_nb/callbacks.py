@@ -9,8 +9,7 @@ __all__ = ['HIGHER_IS_BETTER', 'EpochSampler', 'resumable_loader', 'DataOrderCB'
            'resolve_precision', 'MixedPrecisionCB', 'make_opt_func', 'lr_factor', 'LRScheduleCB', 'GradAccumCB',
            'GradClipCB', 'KLWeightCB', 'MaxStepsCB', 'rng_state', 'set_rng_state', 'isolated_rng', 'NonFiniteLossError',
            'NaNGuardCB', 'SignalCB', 'ProgressCB', 'ValidationCB', 'lpips_metric', 'MetricsLoggerCB', 'TensorBoardCB',
-           'reconstruct_batch', 'recon_figure', 'SampleGridCB', 'latent_stats', 'CheckpointCB', 'latest_checkpoint',
-           'ResumeCB']
+           'reconstruct_batch', 'recon_figure', 'SampleGridCB', 'latent_stats', 'CheckpointCB', 'ResumeCB']
 
 # %% ../nbs/08_callbacks.ipynb #4a4e2663
 import copy, json, math, os, random, signal, sys, threading, time
@@ -24,6 +23,7 @@ from torch.utils.data import DataLoader, Sampler, RandomSampler, SequentialSampl
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
+from .rundir import RunDir, checkpoint_step, latest_checkpoint
 from .config import Config, TrainConfig, config_to_dict
 from .annealing import kl_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
@@ -492,10 +492,6 @@ HIGHER_IS_BETTER = {'psnr', 'ssim', 'ms_ssim', 'active_units'}
 
 def _finite(model) -> bool: return all(bool(torch.isfinite(p).all()) for p in _unwrap(model).parameters())
 
-def _ckpt_step(path:Path) -> int:
-    try: return int(path.stem.split('_')[1])
-    except (IndexError, ValueError): return -1
-
 class CheckpointCB(Callback):
     "Write `last.pt`, `best.pt` and step checkpoints under `run_dir/checkpoints` holding the full training state."
     order = 30
@@ -504,7 +500,7 @@ class CheckpointCB(Callback):
                  every_n_steps:int|None=None, # Also write step_<N>.pt every N steps
                  keep:int=3, # Step checkpoints kept
                  latent_stats_samples:int=0): # Samples for the final latent statistics; 0 = skip
-        self.dir, self.cfg, self.every, self.keep, self.n_stats = Path(run_dir)/'checkpoints', cfg, every_n_steps, keep, latent_stats_samples
+        self.dir, self.cfg, self.every, self.keep, self.n_stats = RunDir(run_dir).checkpoints, cfg, every_n_steps, keep, latent_stats_samples
         self.monitor = 'total' if monitor == 'loss' else monitor
         self.sign = -1 if self.monitor in HIGHER_IS_BETTER else 1
         self.best, self.position = math.inf, (0, 0)
@@ -532,7 +528,7 @@ class CheckpointCB(Callback):
             self.save(learn, f'step_{learn.step}.pt'); self.prune()
     def prune(self):
         if not is_main_process(): return
-        for old in sorted(self.dir.glob('step_*.pt'), key=_ckpt_step)[:-self.keep or None]: old.unlink(missing_ok=True)
+        for old in sorted(self.dir.glob('step_*.pt'), key=checkpoint_step)[:-self.keep or None]: old.unlink(missing_ok=True)
     def after_epoch(self, learn):
         if learn.training: self.position = (learn.epoch + 1, 0); self.save(learn, 'last.pt')
     def after_validate(self, learn):
@@ -556,11 +552,6 @@ class CheckpointCB(Callback):
         atomic_save(ck, path)
 
 # %% ../nbs/08_callbacks.ipynb #5b072808
-def latest_checkpoint(run_dir) -> Path|None:
-    "The most recent checkpoint in `run_dir/checkpoints` (by modification time), or None."
-    files = [p for p in (Path(run_dir)/'checkpoints').glob('*.pt') if p.name != 'best.pt']
-    return max(files, key=lambda p: p.stat().st_mtime_ns, default=None)
-
 class ResumeCB(Callback):
     "Restore the full training state from a checkpoint before training ('auto' = the latest in `run_dir`)."
     order = -8

@@ -95,7 +95,7 @@ def _train(overrides, flags, run_dir, resume, print_config, list_presets):
     r = resolve_command(overrides=overrides, run_dir=run_dir, resume=resume, check_paths=not print_config, **flags)
     if print_config: print(format_config(r), end=''); return r.cfg
     for n in r.notes: print(f"vae_nb_train: note: {n}", file=sys.stderr)
-    from vae_nb.train import train_run
+    from vae_nb.train import train_run  # deferred: PyTorch, MONAI and friends load only when a run starts
     run_dir = train_run(r.cfg)
     if is_main_process(): print(f"run directory: {run_dir.resolve()}")
     return run_dir
@@ -116,7 +116,6 @@ def train(*overrides:str, # `section.key=value` words, anywhere on the line, e.g
 
 # %% ../nbs/12_cli.ipynb #i8001ad0
 from typing import Annotated
-from . import infer as inference
 
 # %% ../nbs/12_cli.ipynb #i80026b6
 def _require(**flags):
@@ -139,6 +138,7 @@ def infer(checkpoint:str=None, # A training checkpoint (<run dir>/checkpoints/be
     "Reconstruct images or NIfTI volumes with a trained VAE (optionally writing latents), or decode saved latents."
     def body():
         _require(checkpoint=checkpoint, input=input, output=output)
+        from vae_nb import infer as inference  # deferred until a command runs
         files = inference.infer(checkpoint, input, output, latents, decode, latent_format, reference, device, overlap)
         if is_cli(infer): print('\n'.join(f"wrote {f}" for f in files))
         return files
@@ -159,6 +159,7 @@ def save_latents(checkpoint:str=None, # A training checkpoint
     "Encode a dataset to one latent file per input, with an index CSV and per-channel scale statistics; skips inputs already done."
     def body():
         _require(checkpoint=checkpoint, data=data, out=out)
+        from vae_nb import infer as inference  # deferred until a command runs
         res = inference.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column)
         if is_cli(save_latents): print(f"encoded {res['encoded']}, skipped {res['skipped']} already done; index {res['index']}, statistics {res['stats']}")
         return res
@@ -174,6 +175,7 @@ def compare(checkpoint:Annotated[str, "A training checkpoint; repeat the flag fo
     "Compare models on one input: a side-by-side figure and a table of MSE, PSNR, SSIM and latent statistics."
     def body():
         _require(checkpoint=checkpoint, input=input, out=out)
+        from vae_nb import infer as inference  # deferred until a command runs
         res = inference.compare([checkpoint] if isinstance(checkpoint, str) else list(checkpoint), input, out, device)
         if is_cli(compare):
             for r in res['rows']: print(f"{r['name']}: mse {r['mse']:.5f}  psnr {r['psnr']:.2f} dB  ssim {r['ssim']:.4f}  latent {r['latent_shape']} mean {r['latent_mean']:.3f} std {r['latent_std']:.3f}")

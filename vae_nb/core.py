@@ -12,7 +12,6 @@ __all__ = ['VaeNbError', 'ConfigError', 'seed_everything', 'get_device', 'world_
 import os, random, tempfile
 from pathlib import Path
 import numpy as np
-import torch
 
 # %% ../nbs/00_core.ipynb #fb41f6b4
 class VaeNbError(ValueError):
@@ -30,11 +29,13 @@ class ConfigError(VaeNbError):
 # %% ../nbs/00_core.ipynb #5eab2389
 def seed_everything(seed:int): # Seed for Python, NumPy and PyTorch (CPU and CUDA)
     "Seed every random number generator a training run touches."
+    import torch
     random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
 
 # %% ../nbs/00_core.ipynb #96624c34
 def get_device(name:str='auto'): # 'auto', 'cpu', 'cuda', 'cuda:1', 'mps'
     "The `torch.device` to train on."
+    import torch
     if name != 'auto': return torch.device(name)
     if torch.cuda.is_available(): return torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
     if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available(): return torch.device('mps')
@@ -57,6 +58,7 @@ def is_main_process() -> bool:
 def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and plain Python for `weights_only` loading)
                 path:str|Path): # Destination file; its folder is created
     "Write `obj` to `path` atomically: temp file, fsync, rename."
+    import torch
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
@@ -71,6 +73,7 @@ def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and pla
 def load_checkpoint(path:str|Path, # A file written by `atomic_save`
                     map_location='cpu'): # Where tensors are loaded
     "Load a checkpoint safely (`weights_only=True`), with a clear error for a missing or corrupt file."
+    import torch
     path = Path(path)
     if not path.is_file(): raise VaeNbError(f"checkpoint {path}: file not found; check the path or pass --resume with an existing file")
     try: return torch.load(path, map_location=map_location, weights_only=True)

@@ -1,4 +1,4 @@
-"""A PatchGAN discriminator that joins training at `loss.disc_start` (seed 001's two phases): reconstruction + KL (+ perceptual) first, then an adversarial term that sharpens reconstructions. `GANCB` owns the discriminator, its optimizer and its update; the learner's loop does not change.
+"""A PatchGAN discriminator that joins training at `loss.disc_start` (the MAISI-style 3D MRI VAE's two phases): reconstruction + KL (+ perceptual) first, then an adversarial term that sharpens reconstructions. `GANCB` owns the discriminator, its optimizer and its update; the learner's loop does not change.
 
 Docs: https://vae-nb.github.io/vae_nb/gan.html.md"""
 
