@@ -24,7 +24,7 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
 from .rundir import RunDir, checkpoint_step, latest_checkpoint
-from .config import Config, TrainConfig, config_to_dict
+from .config import Config, TrainConfig, config_to_dict, precision_problems
 from .annealing import kl_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
 from .distributed import any_rank
@@ -108,9 +108,7 @@ def resolve_precision(precision:str, # 'auto', 'fp32', 'bf16' or 'fp16'
     if precision == 'auto':
         if device.type != 'cuda': return 'fp32'
         return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    if precision == 'fp16' and device.type != 'cuda':
-        raise ConfigError(f"train.precision: fp16 needs a CUDA GPU (device is {device.type}); use bf16 or fp32")
-    if precision == 'bf16' and device.type == 'mps': raise ConfigError("train.precision: bf16 autocast is not supported on MPS; use fp32")
+    if problems := precision_problems(precision, device.type): raise ConfigError(problems)  # the config verdict's rule
     return precision
 
 class MixedPrecisionCB(Callback):
@@ -135,16 +133,16 @@ def make_opt_func(cfg:TrainConfig):
     opt = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}[cfg.optimizer]
     return partial(opt, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
-def lr_factor(step:int, # Optimizer steps taken
+def lr_factor(step:int, # Optimizer step number: 1 for the first update
               epoch:int, # Current epoch
               cfg:TrainConfig, # Reads warmup_steps, scheduler, scheduler_gamma
               total_steps:int|None=None # Steps in the whole run (cosine)
              ) -> float:
-    "Multiplier of the base learning rate at `step`."
-    f = min(1., (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.
+    "Multiplier of the base learning rate for optimizer step `step`: a linear warm-up reaching 1 at step `warmup_steps`, then the schedule."
+    f = min(1., step / cfg.warmup_steps) if cfg.warmup_steps else 1.
     if cfg.scheduler == 'exponential': f *= cfg.scheduler_gamma ** epoch
     elif cfg.scheduler == 'cosine' and total_steps:
-        t = min(max((step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1), 0.), 1.)
+        t = min(max((step - 1 - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1), 0.), 1.)  # steps done after warm-up
         f *= 0.5 * (1 + math.cos(math.pi * t))
     return f
 
@@ -158,7 +156,7 @@ class LRScheduleCB(Callback):
         self.total = min(x for x in (self.cfg.max_steps, self.cfg.epochs * per_epoch) if x)
     def before_batch(self, learn):
         if not learn.training: return
-        f = lr_factor(learn.step, learn.epoch, self.cfg, self.total) * self.mult
+        f = lr_factor(learn.step + 1, learn.epoch, self.cfg, self.total) * self.mult  # the step this batch's update will be
         for g in learn.opt.param_groups: g['lr'] = g['initial_lr'] * f
     def state_dict(self): return {'mult': self.mult}
     def load_state_dict(self, state): self.mult = state['mult']
@@ -189,10 +187,10 @@ class GradClipCB(Callback):
 
 # %% ../nbs/08_callbacks.ipynb #e1aeaa23
 class KLWeightCB(Callback):
-    "Set `learn.kl_weight` before each batch: `loss.kl_weight` times the annealing factor at the current step."
+    "Set `learn.kl_weight` before each batch: `loss.kl_weight` times the annealing factor of the optimizer step the batch is for."
     order = -5
     def __init__(self, cfg:Config): self.cfg = cfg
-    def before_batch(self, learn): learn.kl_weight = self.cfg.loss.kl_weight * kl_factor(learn.step, self.cfg.anneal)
+    def before_batch(self, learn): learn.kl_weight = self.cfg.loss.kl_weight * kl_factor(learn.step + 1, self.cfg.anneal)  # step numbers start at 1
 
 class MaxStepsCB(Callback):
     "End training once `max_steps` optimizer steps have been taken."
@@ -532,9 +530,7 @@ class CheckpointCB(Callback):
     def after_epoch(self, learn):
         if learn.training: self.position = (learn.epoch + 1, 0); self.save(learn, 'last.pt')
     def after_validate(self, learn):
-        if self.monitor not in learn.val_metrics:
-            raise ConfigError(f"train.best_metric: {self.monitor!r} is not a validation metric; choose one of "
-                              + ', '.join(k for k, v in learn.val_metrics.items() if isinstance(v, (int, float)) and k not in ('step', 'epoch')))
+        if self.monitor not in learn.val_metrics: return  # the config verdict (`train.best_metric`) allows only metrics validation measures
         value = self.sign * learn.val_metrics[self.monitor]
         if value < self.best: self.best = value; self.save(learn, 'best.pt')
     def after_fit(self, learn):
