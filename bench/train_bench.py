@@ -78,10 +78,11 @@ class Timer(Callback):
     order = 59
     def __init__(self, warmup:int): self.warmup, self.n, self.t0 = warmup, 0, None
     def before_batch(self, learn):
-        if learn.training and learn.step == self.warmup and self.t0 is None: sync(learn.x.device if hasattr(learn, 'x') else 'cpu'); self.t0 = time.perf_counter()
+        if learn.training and learn.step == self.warmup and self.t0 is None: sync(next(learn.model.parameters()).device); self.t0 = time.perf_counter()
     def after_step(self, learn):
-        if self.t0 is not None: self.n += len(learn.x)
-        if learn.step == self.warmup + self.steps: sync(learn.x.device); self.t = time.perf_counter() - self.t0
+        x = learn.batch['image']
+        if self.t0 is not None: self.n += len(x)
+        if learn.step == self.warmup + self.steps: sync(x.device); self.t = time.perf_counter() - self.t0
 
 def learner_loop(cfg, run_dir, steps:int, warmup:int=3):
     "Images/s of `build_learner`'s standard training callbacks (validation and end-of-run work excluded)."

@@ -135,15 +135,20 @@ def infer(checkpoint:str=None, # A training checkpoint (<run dir>/checkpoints/be
           latents:str=None, # Also write each input's posterior mean here (file for a single input, else folder)
           decode:bool=False, # The inputs are latents (.pt, .npy, .nii.gz): decode them to images/volumes
           latent_format:str='.pt', # Suffix of latent files written into a folder: .pt, .npy or .nii.gz
-          reference:str=None, # NIfTI whose affine and header decoded volumes get
+          reference:str=None, # With --decode: NIfTI volume whose shape, affine and header decoded volumes get
+          unverified:bool=False, # With --decode: decode latents that carry no record of this checkpoint (e.g. a diffusion model's samples)
           device:str='auto', # Where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1 or mps
           overlap:float=0.25, # Overlap of the sliding windows for volumes larger than the training patch
          ):
     "Reconstruct images or NIfTI volumes with a trained VAE (optionally writing latents), or decode saved latents."
     def body():
         _require(checkpoint=checkpoint, input=input, output=output)
-        from vae_nb import infer as inference  # deferred until a command runs
-        files = inference.infer(checkpoint, input, output, latents, decode, latent_format, reference, device, overlap)
+        from vae_nb import infer as inference, latents as latent_files  # deferred until a command runs
+        if decode: files = latent_files.decode_latents(checkpoint, input, output, reference, unverified, device)
+        else:
+            if latent_format not in latent_files.LATENT_SUFFIXES: raise VaeNbError(f"--latent-format: {latent_format!r} is not one of {', '.join(latent_files.LATENT_SUFFIXES)}")
+            files = inference.infer(checkpoint, input, output, device, overlap)
+            if latents: files += latent_files.write_latents(checkpoint, input, latents, latent_format, device)
         if is_cli(infer): print('\n'.join(f"wrote {f}" for f in files))
         return files
     return _command(infer, 'vae_nb_infer', body)
@@ -159,13 +164,14 @@ def save_latents(checkpoint:str=None, # A training checkpoint
                  batch_size:int=8, # Inputs encoded per forward pass
                  device:str='auto', # Where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1 or mps
                  path_column:str=None, # CSV column with the file paths (default: the checkpoint's data.csv_path_column)
+                 overwrite:bool=False, # Re-encode latents in OUT that another checkpoint or other options wrote, instead of refusing
                 ):
-    "Encode a dataset to one latent file per input, with an index CSV and per-channel scale statistics; skips inputs already done."
+    "Encode a dataset to one latent file per input, with an index CSV and the scale statistics of what was written; re-uses latents of the same export."
     def body():
         _require(checkpoint=checkpoint, data=data, out=out)
-        from vae_nb import infer as inference  # deferred until a command runs
-        res = inference.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column)
-        if is_cli(save_latents): print(f"encoded {res['encoded']}, skipped {res['skipped']} already done; index {res['index']}, statistics {res['stats']}")
+        from vae_nb import latents as latent_files  # deferred until a command runs
+        res = latent_files.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column, overwrite)
+        if is_cli(save_latents): print(f"encoded {res['encoded']}, re-used {res['reused']}" + (f", removed {res['removed']} of another export" if res['removed'] else '') + f"; index {res['index']}, statistics {res['stats']} (scale factor {res['scale_factor']:.4g})")
         return res
     return _command(save_latents, 'vae_nb_save_latents', body)
 

@@ -31,23 +31,23 @@ class DataConfig:
     "Where images come from, how they are read, shaped, scaled, augmented and loaded."
     path: str = 'builtin:phantoms' # A folder of images or NIfTI volumes, a CSV file list, or `builtin:NAME` (phantoms, digits, faces, retina, mni152)
     spatial_dims: Literal[2, 3] = 2 # 2 for images, 3 for volumes; must match the model
-    in_channels: int = 1 # Image channels: 1 grayscale, 3 RGB (images are converted on load)
+    in_channels: int = 1 # Image channels: 1 grayscale, 3 RGB, 4 RGBA (images are converted on load; NIfTI volumes give any count from a trailing channel axis)
     image_size: int = 32 # Side length of each spatial axis: images are resized (aspect kept, centre-cropped) to it; larger = more detail, more memory and time
     patch_size: list[int]|None = None # Per-axis size (e.g. [96, 112, 96] for 91x109x91 MRI); images are centre-cropped/zero-padded to it, not resized; overrides `image_size` when set
     random_crop: bool = False # Train on random crops of `patch_size` instead of resizing/padding whole images
-    sources: list[str] = field(default_factory=lambda: ['all']) # Named sub-folders of `path` to use (e.g. [edente], [dente], or [all]); with 2+ sub-folders each sample's `label` is its sub-folder's index in sorted order
+    sources: list[str] = field(default_factory=lambda: ['all']) # Named sub-folders of `path` to use (e.g. [edente], [dente], or [all]); with 2+ sub-folders each sample's `label` is its sub-folder's index in sorted order; built-ins: digits 0-9, faces face/non_face (a name a source lacks is refused)
     num_samples: int = 2048 # Number of samples of a procedural built-in dataset (phantoms)
-    max_samples: int|None = None # Cap on the total number of samples (dataset presets); None = all
-    max_per_source: int|None = None # Cap on samples from each sub-source (the fundus beta-VAE's subset_size); None = all
+    max_samples: int|None = None # Cap on the total number of samples (dataset presets; folders, CSV lists and built-in datasets); None = all
+    max_per_source: int|None = None # Cap on samples from each sub-source, built-in datasets included (the fundus beta-VAE's subset_size); None = all
     train_split: float = 0.9 # Fraction of samples used for training; the rest validate (ignored when `val_dir` or a CSV split column is used)
     val_dir: str|None = None # A separate validation folder; overrides `train_split`
     csv_path_column: str = 'path' # CSV column holding file paths (relative to the CSV's folder)
     csv_split_column: str = 'split' # Optional CSV column with train/val per row
     csv_label_column: str = 'label' # Optional CSV column with a class label per row
     value_range: Literal['0_1', '-1_1'] = '0_1' # Intensity range fed to the model; pick the model's output activation to match (sigmoid / tanh)
-    intensity: Literal['minmax', 'percentile', 'none'] = 'minmax' # How raw intensities are scaled: min-max per image, robust percentiles (MRI), or as stored (8-bit images divide by 255)
+    intensity: Literal['minmax', 'percentile', 'none'] = 'minmax' # How raw intensities are scaled to [0, 1]: min-max per image, robust percentiles (MRI), or as stored (unsigned 8/16-bit divided by 255/65535; data a sigmoid or tanh output cannot produce is refused)
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5]) # Lower/upper percentiles for `intensity: percentile`
-    imagenet_normalized: bool = False # Inputs are ImageNet-normalized; losses then un-normalize them before comparing with reconstructions
+    imagenet_normalized: bool = False # Inputs are ImageNet-normalized (outputs stay images in [0, 1]); losses, metrics, pictures and written files un-normalize them
     augment: bool|list[str] = False # true for the default set (flip, affine, intensity), or a list from: flip, rot90, affine, intensity; training data only
     cache: Literal['none', 'memory', 'persistent'] = 'memory' # Keep decoded samples in RAM, on disk (`cache_dir`, for NIfTI), or re-read every epoch
     cache_dir: str|None = None # Folder for `cache: persistent` (shared between runs; entries keyed by file and loading options); None = <run_dir>/cache, or runs/cache without a run dir
@@ -887,9 +887,9 @@ def validate_config(cfg:Config, # A config built from the schema
                     check_paths:bool=True # Whether to check that paths exist (off when printing a config made for another machine)
                    ) -> list[str]:
     "Every problem with `cfg`, each as 'field: problem; fix': the schema's rules, then each module's `problems(cfg)`."
-    from vae_nb import families, annealing  # they import this module: asked here, at call time
+    from vae_nb import families, annealing, files  # they import this module (files: what the readers can produce): asked here, at call time
     p = (_check_ranges(cfg) + data_problems(cfg.data) + loss_problems(cfg.loss) + train_problems(cfg) + _output_path_problems(cfg)
-         + families.problems(cfg) + annealing.problems(cfg) + space.problems(cfg))
+         + families.problems(cfg) + annealing.problems(cfg) + space.problems(cfg) + files.problems(cfg))
     return p + (_check_paths(cfg) if check_paths else [])
 
 # %% ../nbs/01_config.ipynb #e6dbcc68

@@ -8,13 +8,13 @@ Docs: https://vae-nb.github.io/vae_nb/space.html.md"""
 __all__ = ['VALUE_RANGES', 'ACTIVATION_RANGES', 'IMAGENET_MEAN', 'IMAGENET_STD', 'INTENSITY_MODES', 'to_range', 'imagenet_stats',
            'ImageSpace', 'intensity_bounds', 'source_to_unit', 'unit_to_source', 'scale_intensity', 'problems']
 
-# %% ../nbs/01b_space.ipynb #75d8304f
+# %% ../nbs/01b_space.ipynb #f7afa1ca
 from typing import NamedTuple
 import numpy as np
 from fastcore.basics import patch
 from .core import VaeNbError
 
-# %% ../nbs/01b_space.ipynb #b504b7a8
+# %% ../nbs/01b_space.ipynb #0155fcdc
 VALUE_RANGES = {'0_1': (0., 1.), '-1_1': (-1., 1.)}
 ACTIVATION_RANGES = {'sigmoid': '0_1', 'tanh': '-1_1'} # Output activation -> the range it produces
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -26,7 +26,7 @@ def to_range(x, # Tensor or array in range `src`
     if src == dst: return x
     return x * 2 - 1 if dst == '-1_1' else (x + 1) / 2
 
-# %% ../nbs/01b_space.ipynb #afc6a072
+# %% ../nbs/01b_space.ipynb #7677d3e6
 def imagenet_stats(x:'torch.Tensor', # Images whose channel axis is `channel_dim`
                    channel_dim:int=-3 # -3 for `[C, H, W]` and `[B, C, H, W]`; -4 for volumes
                   ) -> tuple:
@@ -38,7 +38,7 @@ def imagenet_stats(x:'torch.Tensor', # Images whose channel axis is `channel_dim
     shape = [1] * x.ndim; shape[channel_dim] = c
     return mean.view(shape).to(x), std.view(shape).to(x)
 
-# %% ../nbs/01b_space.ipynb #8fcf492b
+# %% ../nbs/01b_space.ipynb #fccd6872
 class ImageSpace:
     "Where image values live on the way into and out of a model; unit images are in [0, 1]."
     def __init__(self, value_range:str='0_1', # Range fed to the model: '0_1' or '-1_1' (must be 0_1 with ImageNet normalisation)
@@ -68,7 +68,7 @@ class ImageSpace:
                 f"output_activation={self.output_activation}{' (logits)' if self.logits else ''}, spatial_dims={self.spatial_dims})")
     def __eq__(self, other): return isinstance(other, ImageSpace) and repr(self) == repr(other)
 
-# %% ../nbs/01b_space.ipynb #a3fbcc7c
+# %% ../nbs/01b_space.ipynb #60abec2e
 @patch
 def to_model(self:ImageSpace, u): # Unit images `[C, *S]` or `[B, C, *S]`
     "Unit images as the model sees them: `value_range`, or ImageNet-normalized."
@@ -81,7 +81,7 @@ def to_unit(self:ImageSpace, x): # Model inputs `[C, *S]` or `[B, C, *S]`
     if self.imagenet_normalized: mean, std = imagenet_stats(x, self.channel_dim); return x * std + mean
     return to_range(x, self.value_range, '0_1')
 
-# %% ../nbs/01b_space.ipynb #64632fac
+# %% ../nbs/01b_space.ipynb #a8b7f346
 @patch
 def output_to_unit(self:ImageSpace, recon): # Model outputs (reconstructions, decoded latents)
     "Model outputs as unit images."
@@ -106,7 +106,7 @@ def output_pair(self:ImageSpace, recon, x):
     if not self.imagenet_normalized and self.value_range == self.out_range: return image, x
     return image, self.unit_to_output(self.to_unit(x))
 
-# %% ../nbs/01b_space.ipynb #289e0302
+# %% ../nbs/01b_space.ipynb #096a374a
 INTENSITY_MODES = ('minmax', 'percentile', 'none')
 
 def intensity_bounds(arr:np.ndarray, # Stored values, any shape
@@ -148,7 +148,7 @@ def scale_intensity(arr:np.ndarray, # Stored values
     "`arr` as float32 unit values (`none` is not clipped, so out-of-range data can be found)."
     return source_to_unit(arr, intensity_bounds(arr, how, percentiles), clip=how != 'none')
 
-# %% ../nbs/01b_space.ipynb #6267b3d8
+# %% ../nbs/01b_space.ipynb #4a54865c
 @patch
 def out_of_reach(self:ImageSpace, lo:float, hi:float, # Lowest and highest unit value found in the data
                   where:str='the data' # What holds them (a file name)
@@ -156,11 +156,11 @@ def out_of_reach(self:ImageSpace, lo:float, hi:float, # Lowest and highest unit 
     "The problem when unit values in `[lo, hi]` are outside what the output activation produces; None when they fit."
     if not self.bounded or (lo >= -1e-6 and hi <= 1 + 1e-6): return None
     act = 'logits with a sigmoid' if self.logits else self.output_activation
-    return (f"data.intensity=none: {where} holds values in [{lo:.6g}, {hi:.6g}], but model.output_activation={self.output_activation} "
+    return (f"data.intensity=none: values in [{lo:.6g}, {hi:.6g}] found in {where}, but model.output_activation={self.output_activation} "
             f"({act}) can only reconstruct [0, 1] (unsigned 8/16-bit files are divided by 255/65535); set data.intensity=minmax or "
             f"percentile to scale each file, or model.output_activation=none")
 
-# %% ../nbs/01b_space.ipynb #9981a13f
+# %% ../nbs/01b_space.ipynb #eecdce5b
 def problems(cfg) -> list[str]: # A `Config`
     "Problems with the image-space fields of `cfg`."
     d, p = cfg.data, []
