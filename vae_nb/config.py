@@ -887,9 +887,12 @@ def validate_config(cfg:Config, # A config built from the schema
                     check_paths:bool=True # Whether to check that paths exist (off when printing a config made for another machine)
                    ) -> list[str]:
     "Every problem with `cfg`, each as 'field: problem; fix': the schema's rules, then each module's `problems(cfg)`."
-    from vae_nb import families, annealing, files  # they import this module (files: what the readers can produce): asked here, at call time
+    from vae_nb import families, annealing  # they import this module: asked here, at call time
     p = (_check_ranges(cfg) + data_problems(cfg.data) + loss_problems(cfg.loss) + train_problems(cfg) + _output_path_problems(cfg)
-         + families.problems(cfg) + annealing.problems(cfg) + space.problems(cfg) + files.problems(cfg))
+         + families.problems(cfg) + annealing.problems(cfg) + space.problems(cfg))
+    if not cfg.data.path.startswith('builtin:'):  # what the file readers can produce; imported only for file data (they load PIL and nibabel)
+        from vae_nb import files
+        p += files.problems(cfg)
     return p + (_check_paths(cfg) if check_paths else [])
 
 # %% ../nbs/01_config.ipynb #e6dbcc68

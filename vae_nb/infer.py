@@ -333,7 +333,7 @@ def _step_and_estimates(cfg:Config, model, ds) -> tuple[str, str]:
     "One forward/backward pass on a real batch, then the memory-per-batch and time-per-epoch estimates."
     from vae_nb.data import build_dataloaders
     from vae_nb.train import training_loss
-    from vae_nb.callbacks import make_opt_func
+    from vae_nb.optim import make_opt_func
     dev = get_device(cfg.train.device); model.to(dev).train()
     loss_func = training_loss(cfg, model, ds['train']).to(dev)
     opt = make_opt_func(cfg.train)(list(model.parameters()) + list(loss_func.parameters()), lr=cfg.train.lr)
