@@ -376,9 +376,10 @@ def run_checks(config=None, # A YAML/JSON config file
             except Exception as e: r = CheckResult(name, False, f"{type(e).__name__ + ': ' if not isinstance(e, VaeNbError) else ''}{e}")
         passed[name] = r.ok; results.append(r)
         if log: log(str(r))
-    def config_check():
-        cfg = got['cfg'] = get_config(config, list(overrides))
-        return f"{config or 'defaults'} + {len(overrides)} overrides: model {cfg.model.name}, {cfg.data.spatial_dims}D"
+    def config_check():  # notes (fields of another layout with no equivalent...) join the line instead of Python warnings
+        from vae_nb.config import resolve_config
+        r = resolve_config(config, list(overrides)); cfg = got['cfg'] = r.cfg
+        return f"{config or 'defaults'} + {len(overrides)} overrides: model {cfg.model.name}, {cfg.data.spatial_dims}D" + ''.join(f"\n     note: {n}" for n in r.notes)
     def data_check(): detail, got['ds'] = _data(got['cfg']); return detail
     def model_check():
         cfg = got['cfg']; model = got['model'] = build_model(cfg)
