@@ -179,7 +179,8 @@ def save_latents(checkpoint:str=None, # A training checkpoint
         _require(checkpoint=checkpoint, data=data, out=out)
         from vae_nb import latents as latent_export  # deferred until a command runs
         res = latent_export.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column, overwrite)
-        if is_cli(save_latents): print(f"encoded {res['encoded']}, re-used {res['reused']}" + (f", removed {res['removed']} of another export" if res['removed'] else '') + f"; index {res['index']}, statistics {res['stats']} (scale factor {res['scale_factor']:.4g})")
+        factor = 'undefined: the latents are constant' if res['scale_factor'] is None else f"{res['scale_factor']:.4g}"
+        if is_cli(save_latents): print(f"encoded {res['encoded']}, re-used {res['reused']}" + (f", removed {res['removed']} of another export" if res['removed'] else '') + f"; index {res['index']}, statistics {res['stats']} (scale factor {factor})")
         return res
     return _command(save_latents, 'vae_nb_save_latents', body)
 

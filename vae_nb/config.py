@@ -159,7 +159,7 @@ class LogConfig:
     checkpoint_every_n_steps: int|None = None # Also write checkpoints/step_<N>.pt every N steps
     keep_checkpoints: int = 3 # How many step checkpoints to keep (oldest deleted first)
     val_lpips: bool = False # Also report LPIPS in validation (needs the LPIPS weights cached unless `loss.lpips_pretrained` is false); on when `loss.lpips_weight` > 0
-    latent_stats_samples: int = 2048 # Training samples encoded at the end of a run for the per-channel latent mean/std stored in the checkpoint (diffusion scale factor); 0 = skip
+    latent_stats_samples: int = 2048 # Training samples encoded at the end of a run for the per-channel mean/std of posterior samples stored in the checkpoint (labelled; vae_nb_save_latents measures the scale factor of what it exports); 0 = skip
 
 # %% ../nbs/01_config.ipynb #dad8f679
 @dataclass

@@ -291,7 +291,9 @@ class LatentDataset(Dataset):
         self.id, self.scale_kind, self.with_path = self.stats['provenance']['id'], scale, with_path
         if bad := [r for r in self.rows if r.get('provenance') != self.id]: raise VaeNbError(f"{self.index}: row {bad[0]['latent']} has provenance {bad[0].get('provenance')!r}, the statistics {self.id!r}; re-run vae_nb_save_latents")
         self.labels, self.classes = _labels(self.rows, label_column, self.index)
-        self.mean, self.std, self.factor = (torch.tensor(self.stats[k], dtype=torch.float32) for k in ('mean', 'std', 'scale_factor'))
+        if scale == 'global' and not self.stats.get('scale_factor'): raise VaeNbError(f"{self.index}: the exported latents are constant, so their scale factor is undefined; use scale='channel' or 'none', or export more inputs")
+        self.mean, self.std = (torch.tensor(self.stats[k], dtype=torch.float32) for k in ('mean', 'std'))
+        self.factor = torch.tensor(self.stats.get('scale_factor') or 1., dtype=torch.float32)
     def __len__(self): return len(self.rows)
 
 # %% ../nbs/11d_latents.ipynb #fb052f7f
