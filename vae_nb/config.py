@@ -735,8 +735,9 @@ def _check_ranges(cfg:Config) -> list[str]:
     return p
 
 # %% ../nbs/01_config.ipynb #fbd9fefa
-BUILTIN_DATA = {'phantoms': dict(dims=(2, 3), labels=False), 'digits': dict(dims=(2,), labels=True), 'faces': dict(dims=(2,), labels=True),
-                'retina': dict(dims=(2,), labels=False), 'mni152': dict(dims=(2, 3), labels=False)} # Built-in datasets: spatial dims they come in, whether they carry class labels
+BUILTIN_DATA = {'phantoms': dict(dims=(2, 3), labels=False, sources=()), 'digits': dict(dims=(2,), labels=True, sources=tuple('0123456789')),
+                'faces': dict(dims=(2,), labels=True, sources=('face', 'non_face')), 'retina': dict(dims=(2,), labels=False, sources=()),
+                'mni152': dict(dims=(2, 3), labels=False, sources=())} # Built-in datasets: spatial dims they come in, whether they carry class labels, the sources `data.sources` can pick
 AUGMENTATIONS = ('flip', 'rot90', 'affine', 'intensity') # Names `data.augment` takes (true = flip, affine, intensity)
 
 def _builtin_problems(d:DataConfig) -> list[str]:
@@ -746,6 +747,9 @@ def _builtin_problems(d:DataConfig) -> list[str]:
         return [f"data.path: unknown built-in dataset {name!r}{_suggest(name, BUILTIN_DATA).replace('valid keys', 'choose one of')}; built-ins: {', '.join('builtin:' + k for k in BUILTIN_DATA)}"]
     if d.spatial_dims not in BUILTIN_DATA[name]['dims']:
         return [f"data.path: builtin:{name} is 2D; set data.spatial_dims=2, or use builtin:mni152 or builtin:phantoms for 3D"]
+    have = BUILTIN_DATA[name]['sources']
+    if 'all' not in d.sources and (missing := [s for s in d.sources if s not in have]):
+        return [f"data.sources: {[m[:40] for m in missing]} are not sources of builtin:{name}" + (f" (its sources: {', '.join(have)}, or all)" if have else ", which has none; use data.sources=[all]")]
     return []
 
 def data_problems(d:DataConfig) -> list[str]:
