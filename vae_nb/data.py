@@ -135,6 +135,7 @@ def source_records(path, # A folder or a CSV file
     path = Path(path)
     if path.suffix.lower() == '.csv':
         if not path.is_file(): raise VaeNbError(f"data.path: {path} does not exist; pass an existing CSV file")
+        if 'all' not in cfg.sources: raise VaeNbError(f"data.sources: {list(cfg.sources)} selects sub-folders, but {path} is a CSV file list, which has none; list only the files you want in it, or set data.sources=[all]")
         return csv_records(path, cfg.csv_path_column, cfg.csv_split_column, cfg.csv_label_column)
     if not path.exists(): raise VaeNbError(f"data.path: {path} does not exist; pass an existing folder or CSV file, or builtin:phantoms")
     return folder_records(path, cfg.sources, split, skip)
@@ -454,6 +455,7 @@ def builtin_dataset(cfg:DataConfig, # Data options (`path` is `builtin:NAME`)
     "The built-in dataset named by `cfg.path`, with `sources`, `max_per_source` and `max_samples` applied."
     name = cfg.path.split(':', 1)[1]
     if name not in BUILTIN_DATASETS: raise VaeNbError(f"data.path: unknown built-in dataset {name!r}; choose one of {', '.join('builtin:' + k for k in BUILTIN_DATASETS)}")
+    if cfg.val_dir: raise VaeNbError(f"data.val_dir: {cfg.val_dir} is a validation folder for a data folder, but data.path is builtin:{name}; built-in datasets are split by data.train_split, so unset data.val_dir or point data.path at your training folder")
     ds = BUILTIN_DATASETS[name](cfg, seed)
     sources = getattr(ds, 'sources', None) or ['.'] * len(ds)
     if 'all' not in cfg.sources and (missing := [s for s in cfg.sources if s not in sources]):
