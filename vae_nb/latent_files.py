@@ -20,7 +20,7 @@ from . import __version__
 from .core import VaeNbError
 from .config import Config
 from .files import full_suffix, atomic_write
-from .infer import downsampling
+from .families import total_downsampling
 
 # %% ../nbs/11b_latent_files.ipynb #e97b5193
 def _block(factor) -> np.ndarray:
@@ -95,7 +95,7 @@ def provenance(checkpoint, # The checkpoint file the model came from
     rec = {'checkpoint': str(Path(checkpoint).resolve()), 'weights_sha256': weights_sha256(model), 'model': asdict(cfg.model), 'model_changes': _changed(cfg.model),
            'input': {k: getattr(cfg.data, k) for k in INPUT_FIELDS if hasattr(cfg.data, k)},
            'latent': 'sample' if sample else 'mean', 'seed': seed if sample else None, 'format': format,
-           'downsampling': downsampling(model, cfg), 'vae_nb': __version__}
+           'downsampling': total_downsampling(cfg.model), 'vae_nb': __version__}
     return {**rec, 'id': _fingerprint(rec)}
 
 def describe(prov:dict) -> str:
