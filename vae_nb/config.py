@@ -594,10 +594,10 @@ LOSS_PRESETS = {
 
 # %% ../nbs/01_config.ipynb #36fcfd20
 TRAINING_PRESETS = {
-    'first_run': preset("the built-in handwritten digits at 32x32, conv VAE, 10 epochs of batch 64 at lr 2e-3, sample grids every 50 steps",
+    'first_run': preset("the built-in handwritten digits at 32x32, a small conv VAE (hidden_dims [16, 32, 64]), 10 epochs of batch 64 at lr 2e-3, sample grids every 50 steps",
                         "Your first run: what `vae_nb_train` with no arguments trains (about a minute on 2 CPU cores)",
-                        data=dict(path='builtin:digits', image_size=32), train=dict(epochs=10, batch_size=64, lr=2e-3),
-                        log=dict(sample_every_n_steps=50)),
+                        data=dict(path='builtin:digits', image_size=32), model=dict(hidden_dims=[16, 32, 64]),
+                        train=dict(epochs=10, batch_size=64, lr=2e-3), log=dict(sample_every_n_steps=50)),
     'quick_test': preset("1 epoch, batch 16, a log row every step", "Debugging, checking a set-up end to end",
                          train=dict(epochs=1, batch_size=16), log=dict(every_n_steps=1)),
     'fast_training': preset("20 epochs, batch 128, lr 1e-3", "Quick results, development",
