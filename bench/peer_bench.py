@@ -111,7 +111,7 @@ class LockstepCB(Callback):
     def before_epoch(self, learn):
         if learn.training and learn.epoch >= 1: self.clock.start()
     def after_batch(self, learn):
-        if learn.training and learn.epoch >= 1: self.n += len(learn.x)
+        if learn.training and learn.epoch >= 1: self.n += len(learn.batch['image'])
     def after_epoch(self, learn):
         if not learn.training: return
         self.clock.pause()

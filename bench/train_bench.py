@@ -86,9 +86,9 @@ class Timer(Callback):
     order = 100
     def __init__(self, warmup:int): self.warmup, self.n, self.t0 = warmup, 0, None
     def before_batch(self, learn):
-        if learn.training and learn.step == self.warmup and self.t0 is None: self.t0 = time.perf_counter()
+        if learn.training and learn.step == self.warmup and self.t0 is None: sync(next(learn.model.parameters()).device); self.t0 = time.perf_counter()
     def after_step(self, learn):
-        if self.t0 is not None: self.n += len(learn.x)
+        if self.t0 is not None: self.n += len(learn.batch['image'])
 
 def learner_loop(cfg, run_dir, epochs:int, warmup:int=3):
     "Images/s of `build_learner` with all its default callbacks, from step `warmup` to the end of `fit` (end-of-run work included)."

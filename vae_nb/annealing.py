@@ -1,4 +1,4 @@
-"""Schedules for the KL weight. Each is a pure function of the optimizer step returning a factor in `[min_factor, 1]` that multiplies `loss.kl_weight`, so a run resumed at step k uses exactly the weight it would have used. Starting with a small KL weight and raising it lets the decoder learn to use the latent before the prior pulls it in, the usual guard against posterior collapse (seed 004).
+"""Schedules for the KL weight. Each is a pure function of the optimizer step returning a factor in `[min_factor, 1]` that multiplies `loss.kl_weight`, so a run resumed at step k uses exactly the weight it would have used. Starting with a small KL weight and raising it lets the decoder learn to use the latent before the prior pulls it in, the usual guard against posterior collapse (as in the fundus beta-VAE).
 
 Docs: https://vae-nb.github.io/vae_nb/annealing.html.md"""
 

@@ -7,10 +7,10 @@ Docs: https://vae-nb.github.io/vae_nb/callbacks.html.md"""
 # %% auto #0
 __all__ = ['CPU_BF16', 'VAL_SHARE', 'HIGHER_IS_BETTER', 'EpochSampler', 'resumable_loader', 'DataOrderCB', 'to_device',
            'channels_last_format', 'DeviceCB', 'cpu_bf16_native', 'resolve_precision', 'MixedPrecisionCB',
-           'make_opt_func', 'lr_factor', 'LRScheduleCB', 'GradAccumCB', 'GradClipCB', 'KLWeightCB', 'MaxStepsCB',
-           'rng_state', 'set_rng_state', 'isolated_rng', 'NonFiniteLossError', 'NaNGuardCB', 'SignalCB', 'ProgressCB',
-           'val_due', 'ValidationCB', 'lpips_metric', 'train_scalars', 'MetricsLoggerCB', 'TensorBoardCB',
-           'reconstruct_batch', 'recon_figure', 'SampleGridCB', 'latent_stats', 'CheckpointCB', 'ResumeCB']
+           'LRScheduleCB', 'GradAccumCB', 'GradClipCB', 'KLWeightCB', 'MaxStepsCB', 'rng_state', 'set_rng_state',
+           'isolated_rng', 'NonFiniteLossError', 'NaNGuardCB', 'SignalCB', 'ProgressCB', 'val_due', 'ValidationCB',
+           'lpips_metric', 'train_scalars', 'MetricsLoggerCB', 'TensorBoardCB', 'reconstruct_batch', 'recon_figure',
+           'SampleGridCB', 'latent_stats', 'CheckpointCB', 'ResumeCB']
 
 # %% ../nbs/08_callbacks.ipynb #4a4e2663
 import copy, functools, json, math, os, random, signal, sys, threading, time
@@ -26,10 +26,12 @@ from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
 from .rundir import RunDir, checkpoint_step, latest_checkpoint
 from .config import Config, TrainConfig, config_to_dict
+from .space import ImageSpace
 from .annealing import kl_factor
+from .optim import lr_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
 from .distributed import any_rank
-from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException
+from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException, VAEStepCB, loss_value
 from .visualize import save_recon_grid, recon_grid
 
 # %% ../nbs/08_callbacks.ipynb #3fd57786
@@ -67,10 +69,10 @@ def resumable_loader(dl:DataLoader, # A training loader (its dataset, batch size
 
 class DataOrderCB(Callback):
     "Tell an `EpochSampler` the epoch and, on a resumed epoch, how many samples to skip; reseed the loader's generator."
-    order = -20
+    order = -7  # after ResumeCB (-8) has set `learn.iter` on a resumed epoch
     def before_epoch(self, learn):
         if not learn.training or not isinstance(learn.dl.sampler, EpochSampler): return
-        learn.dl.sampler.set_epoch(learn.epoch, learn.start_iter * learn.dl.batch_size)
+        learn.dl.sampler.set_epoch(learn.epoch, learn.iter * learn.dl.batch_size)
         learn.dl.generator.manual_seed(learn.dl.sampler.seed * 1_000_003 + learn.epoch)
 
 # %% ../nbs/08_callbacks.ipynb #61934d1d
@@ -130,13 +132,24 @@ def resolve_precision(precision:str, # 'auto', 'fp32', 'bf16' or 'fp16'
     return precision
 
 class MixedPrecisionCB(Callback):
-    "Autocast the forward pass and loss to bf16/fp16; fp16 also gets a `GradScaler` in `learn.scaler`."
+    "Autocast the forward pass and loss to bf16/fp16; fp16 also scales the loss with a `GradScaler` (`self.scaler`)."
     order = -4
-    def __init__(self, precision:str='bf16', device='cpu', family:str|None=None): # `family` = `model.name`, for `auto`
+    def __init__(self, precision:str='bf16', # 'auto', 'fp32', 'bf16' or 'fp16'
+                 device='cpu', # Where training runs
+                 family:str|None=None): # `model.name`, for `auto` on a CPU
         self.device = torch.device(device); self.precision = resolve_precision(precision, self.device, family)
-        self.ctx = None
-    def before_fit(self, learn):
-        if self.precision == 'fp16': learn.scaler = torch.amp.GradScaler('cuda')
+        self.ctx, self.scaler = None, torch.amp.GradScaler('cuda') if self.precision == 'fp16' else None
+    def backward(self, learn):
+        loss = loss_value(learn.loss)
+        (self.scaler.scale(loss) if self.scaler else loss).backward()
+    def before_step(self, learn):
+        if self.scaler: self.scaler.unscale_(learn.opt)
+    def opt_step(self, learn):
+        if self.scaler: self.scaler.step(learn.opt); self.scaler.update()
+        else: learn.opt.step()
+    def state_dict(self): return {'scaler': self.scaler.state_dict() if self.scaler else None}
+    def load_state_dict(self, state):
+        if self.scaler and state.get('scaler'): self.scaler.load_state_dict(state['scaler'])
     def before_batch(self, learn):
         if self.precision == 'fp32': return
         self.ctx = torch.autocast(self.device.type, dtype=_DTYPES[self.precision]); self.ctx.__enter__()
@@ -146,69 +159,49 @@ class MixedPrecisionCB(Callback):
         if self.ctx is not None: self.ctx.__exit__(None, None, None); self.ctx = None
 
 # %% ../nbs/08_callbacks.ipynb #a5fb9646
-def make_opt_func(cfg:TrainConfig):
-    "Optimizer factory `f(params, lr)` for `train.optimizer`, `weight_decay` and `betas`."
-    opt = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}[cfg.optimizer]
-    return partial(opt, betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
-
-def lr_factor(step:int, # Optimizer steps taken
-              epoch:int, # Current epoch
-              cfg:TrainConfig, # Reads warmup_steps, scheduler, scheduler_gamma
-              total_steps:int|None=None # Steps in the whole run (cosine)
-             ) -> float:
-    "Multiplier of the base learning rate at `step`."
-    f = min(1., (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.
-    if cfg.scheduler == 'exponential': f *= cfg.scheduler_gamma ** epoch
-    elif cfg.scheduler == 'cosine' and total_steps:
-        t = min(max((step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1), 0.), 1.)
-        f *= 0.5 * (1 + math.cos(math.pi * t))
-    return f
-
 class LRScheduleCB(Callback):
     "Set each parameter group's learning rate from `lr_factor` before every training batch."
     order = -3
-    def __init__(self, cfg:TrainConfig): self.cfg, self.mult = cfg, 1.
+    def __init__(self, cfg:TrainConfig): self.cfg = cfg
     def before_fit(self, learn):
         for g in learn.opt.param_groups: g.setdefault('initial_lr', g['lr'])
         per_epoch = math.ceil(len(learn.dls['train']) / self.cfg.grad_accum)
         self.total = min(x for x in (self.cfg.max_steps, self.cfg.epochs * per_epoch) if x)
     def before_batch(self, learn):
         if not learn.training: return
-        f = lr_factor(learn.step, learn.epoch, self.cfg, self.total) * self.mult
+        f = lr_factor(learn.step, learn.epoch, self.cfg, self.total)
         for g in learn.opt.param_groups: g['lr'] = g['initial_lr'] * f
-    def state_dict(self): return {'mult': self.mult}
-    def load_state_dict(self, state): self.mult = state['mult']
 
 class GradAccumCB(Callback):
     "Step the optimizer every `n` batches (and at the end of each epoch) with the averaged gradient."
-    order = 1
-    def __init__(self, n:int): self.n, self.count = n, 0
+    order = -6  # decides before mixed precision (-4) unscales the gradients
+    def __init__(self, n:int): self.n, self.count, self.epoch_len = n, 0, 0
+    def before_epoch(self, learn):
+        if learn.training: self.epoch_len = learn.iter + len(learn.dl)  # batches in the epoch, counting those a resumed epoch skips
     def after_backward(self, learn): self.count += 1
     def before_step(self, learn):
-        if self.count < self.n and learn.iter + 1 < _epoch_len(learn): raise CancelStepException()
+        if self.count < self.n and learn.iter + 1 < self.epoch_len: raise CancelStepException()
         if self.count > 1:
             for p in learn.parameters():
                 if p.grad is not None: p.grad.div_(self.count)
         self.count = 0
 
-def _epoch_len(learn) -> int:
-    "Batches in the current training epoch, counting those a resumed epoch skipped."
-    return learn.start_iter + len(learn.dl)
-
 class GradClipCB(Callback):
     "Clip the gradient norm to `max_norm` before each optimizer step."
     order = 3
-    def __init__(self, max_norm:float): self.max_norm = max_norm
-    def before_step(self, learn):
-        if learn.scaler is not None: learn.scaler.unscale_(learn.opt)
-        learn.grad_norm = torch.nn.utils.clip_grad_norm_(learn.parameters(), self.max_norm)
+    def __init__(self, max_norm:float): self.max_norm, self.grad_norm = max_norm, None  # `grad_norm`: the norm before clipping, last step
+    def before_step(self, learn): self.grad_norm = torch.nn.utils.clip_grad_norm_(learn.parameters(), self.max_norm)
 
 # %% ../nbs/08_callbacks.ipynb #e1aeaa23
 class KLWeightCB(Callback):
-    "Set `learn.kl_weight` before each batch: `loss.kl_weight` times the annealing factor at the current step."
+    "Set the VAE step's `kl_weight` before each batch: `loss.kl_weight` times the annealing factor at the current step."
     order = -5
     def __init__(self, cfg:Config): self.cfg = cfg
-    def before_batch(self, learn): learn.kl_weight = self.cfg.loss.kl_weight * kl_factor(learn.step, self.cfg.anneal)
+    def before_batch(self, learn): learn.get_cb(VAEStepCB).kl_weight = self.cfg.loss.kl_weight * kl_factor(learn.step, self.cfg.anneal)
+
+def _kl_weight(learn) -> float|None:
+    "The KL weight of the current batch (the VAE step's), or None."
+    return getattr(learn.get_cb(VAEStepCB), 'kl_weight', None)
 
 class MaxStepsCB(Callback):
     "End training once `max_steps` optimizer steps have been taken."
@@ -274,7 +267,7 @@ class NaNGuardCB(Callback):
         bad = {k: v.item() for k, v in learn.loss._asdict().items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
         where = f"step {learn.step + 1} (epoch {learn.epoch + 1}, batch {learn.iter})"
         terms = ', '.join(f'{k}={v}' for k, v in bad.items())
-        last = getattr(learn, 'last_checkpoint', None)
+        last = learn.last_checkpoint
         if self.policy == 'skip' and self.skips < self.max_skips:
             self.skips += 1; _warn(learn, f"non-finite loss at {where} ({terms}); batch skipped"); raise CancelBatchException()
         if self.policy == 'rollback' and self.rollbacks < self.max_rollbacks:
@@ -302,19 +295,18 @@ class NaNGuardCB(Callback):
                                  f"the last good checkpoint ({last or 'none written yet'}) is intact. Fix: {_fix_hint(self.cfg)}; "
                                  f"or set train.nan_policy=skip or rollback to stop at the bad batch itself.")
     def rollback(self, learn, path):
+        "Reload `path` (or the state at the start of the run) and halve the learning rates in force."
         state = load_checkpoint(path) if path else self.initial
+        in_force = [{k: g[k] for k in ('lr', 'initial_lr') if k in g} for g in learn.opt.param_groups]
         _unwrap(learn.model).load_state_dict(state['model']); learn.opt.load_state_dict(state['opt'])
+        for g, rates in zip(learn.opt.param_groups, in_force): g.update({k: v * 0.5 for k, v in rates.items()})
         learn.opt.zero_grad(set_to_none=True); self.rollbacks += 1
-        sched = [cb for cb in learn.cbs if isinstance(cb, LRScheduleCB)]
-        if sched: sched[0].mult *= 0.5
-        else:
-            for g in learn.opt.param_groups: g['lr'] *= 0.5
 
 def _unwrap(model): return getattr(model, 'module', model)
 
 def _warn(learn, msg:str):
     "Report a training warning on the console (main process) and keep it for TensorBoard."
-    learn.warnings = getattr(learn, 'warnings', []) + [(learn.step, msg)]
+    learn.warnings.append((learn.step, msg))
     if is_main_process(): tqdm.write(f"warning: {msg}", file=sys.stderr)
 
 # %% ../nbs/08_callbacks.ipynb #802e7f97
@@ -378,10 +370,10 @@ class ValidationCB(Callback):
                  lpips=None, # Optional `f(recon, x) -> tensor` distance, e.g. LPIPS
                  min_active_fraction:float=0.1, # Warn about posterior collapse below this fraction of active units
                  max_latent_std:float=10., # Warn about latent scale blow-up above this std of the posterior means
-                 value_range:tuple=(0., 1.), # Intensity range of the data; image metrics see it mapped to [0, 1]
+                 space:ImageSpace|None=None, # The run's image space: image metrics see inputs and reconstructions as unit images
                  seed:int=0): # Seed of the sampling noise during validation
         self.every, self.lpips, self.min_active, self.max_std, self.seed = every, lpips, min_active_fraction, max_latent_std, seed
-        self.lo, self.hi = value_range
+        self.space = space or ImageSpace()
         self.noted = False
     def before_fit(self, learn): learn.val_metrics, self.fit_start, self.val_seconds, self.last_seconds = None, time.monotonic(), 0., 0.
     def after_epoch(self, learn):
@@ -393,15 +385,15 @@ class ValidationCB(Callback):
         if learn.val_metrics is None: return True
         return val_due(time.monotonic() - self.fit_start - self.val_seconds, self.val_seconds, self.last_seconds)
     def after_fit(self, learn):
-        if getattr(learn, 'interrupted', False): return
+        if learn.interrupted: return
         if learn.val_metrics is None or learn.val_metrics['step'] != learn.step: self.validate(learn)
     def after_loss(self, learn):
         if learn.training: return
-        n = len(learn.x)
-        x, recon = [((t.float() - self.lo) / (self.hi - self.lo)) for t in (learn.x, learn.preds.recon)]
+        image = learn.batch['image']; n = len(image)
+        recon, x = self.space.unit_pair(learn.preds.recon.float(), image.float())
         add = lambda k, v: self.sums.__setitem__(k, self.sums.get(k, 0.) + torch.as_tensor(v).detach().float() * n)  # on the device until the end
         for k, v in learn.loss._asdict().items(): add(k, v)
-        add('mse', mse(learn.preds.recon, learn.x)); add('psnr', psnr(recon.clamp(0, 1), x.clamp(0, 1)))
+        add('mse', mse(recon, x)); add('psnr', psnr(recon.clamp(0, 1), x.clamp(0, 1)))
         add('ssim', ssim(recon.clamp(0, 1), x.clamp(0, 1)))
         if ms_ssim_supported(x.shape[2:]): add('ms_ssim', ms_ssim(recon.clamp(0, 1), x.clamp(0, 1)))
         elif not self.noted and is_main_process():
@@ -413,7 +405,7 @@ class ValidationCB(Callback):
         "Run the validation loader and publish the means."
         if len(learn.dls['val'].dataset) == 0: return
         start, self.sums, self.count, self.moments = time.monotonic(), {}, 0, LatentMoments()
-        epoch, training, dl, it, batch = learn.epoch, learn.training, learn.dl, getattr(learn, 'iter', 0), getattr(learn, 'batch', None)
+        epoch, training, dl, it, batch = learn.epoch, learn.training, learn.dl, learn.iter, learn.batch
         with isolated_rng(self.seed): learn.one_epoch(False)
         learn.epoch, learn.training, learn.dl, learn.iter, learn.batch = epoch, training, dl, it, batch
         learn.model.train(training)
@@ -460,7 +452,7 @@ class MetricsLoggerCB(Callback):
         if learn.step % self.every: return
         terms = dict(train_scalars(learn)); loss = terms.pop('total')
         self.write({'step': learn.step, 'epoch': learn.epoch, 'split': 'train', 'loss': loss, **terms,
-                    'lr': learn.opt.param_groups[0]['lr'], 'kl_weight': learn.kl_weight, 'time': time.time()})
+                    'lr': learn.opt.param_groups[0]['lr'], 'kl_weight': _kl_weight(learn), 'time': time.time()})
     def after_validate(self, learn):
         m = dict(learn.val_metrics); m['loss'] = m.pop('total')
         self.write({'step': m.pop('step'), 'epoch': m.pop('epoch'), 'split': 'val', **m, 'time': time.time()})
@@ -469,16 +461,18 @@ class MetricsLoggerCB(Callback):
 class TensorBoardCB(Callback):
     "Log scalars, reconstructions and warnings to TensorBoard under `run_dir/tb`."
     order = 21
-    def __init__(self, run_dir, every_n_steps:int=10, n_images:int=8): self.dir, self.every, self.n, self.writer = Path(run_dir)/'tb', every_n_steps, n_images, None
+    def __init__(self, run_dir, every_n_steps:int=10, n_images:int=8,
+                 space:ImageSpace|None=None): # The run's image space: pictures show unit images
+        self.dir, self.every, self.n, self.writer, self.space = Path(run_dir)/'tb', every_n_steps, n_images, None, space or ImageSpace()
     def before_fit(self, learn):
         if not is_main_process(): return
         from torch.utils.tensorboard import SummaryWriter
-        self.writer, self.n_warned = SummaryWriter(str(self.dir), purge_step=learn.step or None), len(getattr(learn, 'warnings', []))
+        self.writer, self.n_warned = SummaryWriter(str(self.dir), purge_step=learn.step or None), len(learn.warnings)
     def after_step(self, learn):
         if self.writer is None or learn.step % self.every: return
         for k, v in train_scalars(learn).items(): self.writer.add_scalar(f'train/{"loss" if k == "total" else k}', v, learn.step)
         self.writer.add_scalar('train/lr', learn.opt.param_groups[0]['lr'], learn.step)
-        if learn.kl_weight is not None: self.writer.add_scalar('train/kl_weight', learn.kl_weight, learn.step)
+        if (kl_weight := _kl_weight(learn)) is not None: self.writer.add_scalar('train/kl_weight', kl_weight, learn.step)
         self.log_warnings(learn)
     def after_validate(self, learn):
         if self.writer is None: return
@@ -486,12 +480,12 @@ class TensorBoardCB(Callback):
             if k not in ('step', 'epoch') and isinstance(v, (int, float)): self.writer.add_scalar(f'val/{"loss" if k == "total" else k}', v, learn.step)
         kl = torch.tensor(learn.val_metrics['kl_per_channel'])
         if torch.isfinite(kl).all(): self.writer.add_histogram('val/kl_per_channel', kl, learn.step)
-        x, recon = reconstruct_batch(learn, self.n)
+        x, recon = reconstruct_batch(learn, self.n, self.space)
         self.writer.add_image('val/reconstructions', recon_figure(x, recon, self.n), learn.step)
         self.log_warnings(learn)
     def log_warnings(self, learn):
-        for step, msg in getattr(learn, 'warnings', [])[self.n_warned:]: self.writer.add_text('warnings', msg, step)
-        self.n_warned = len(getattr(learn, 'warnings', []))
+        for step, msg in learn.warnings[self.n_warned:]: self.writer.add_text('warnings', msg, step)
+        self.n_warned = len(learn.warnings)
     def after_fit(self, learn):
         if self.writer is not None: self.log_warnings(learn); self.writer.flush()
     def cleanup_fit(self, learn):
@@ -499,8 +493,8 @@ class TensorBoardCB(Callback):
 
 # %% ../nbs/08_callbacks.ipynb #b1a2a0af
 @torch.no_grad()
-def reconstruct_batch(learn, n:int=8):
-    "Originals and posterior-mean reconstructions of the first `n` validation (else training) samples."
+def reconstruct_batch(learn, n:int=8, space:ImageSpace|None=None):
+    "Originals and posterior-mean reconstructions of the first `n` validation (else training) samples, as unit images."
     dl = learn.dls['val'] if len(learn.dls['val'].dataset) else learn.dls['train']
     model = _unwrap(learn.model)
     p = next(model.parameters())
@@ -509,26 +503,28 @@ def reconstruct_batch(learn, n:int=8):
     try:
         with isolated_rng(0): recon = model.decode(model.encode(x)[0])
     finally: model.train(was_training)
-    return x.float(), recon.float()
+    recon, x = (space or ImageSpace()).unit_pair(recon.float(), x.float())
+    return x, recon
 
-def recon_figure(x, recon, n:int=8, value_range:tuple=(0., 1.)):
-    "Image tensor `[3, H, W]`: originals over reconstructions; for volumes one such pair of rows per axis."
-    if x.ndim == 4: return recon_grid(x, recon, n, value_range)
-    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n, value_range) for a in (2, 3, 4)]
+def recon_figure(x, recon, n:int=8):
+    "Image tensor `[3, H, W]` of unit images: originals over reconstructions; for volumes one such pair of rows per axis."
+    if x.ndim == 4: return recon_grid(x, recon, n)
+    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n) for a in (2, 3, 4)]
     w = max(g.shape[-1] for g in grids)
     return torch.cat([F.pad(g, (0, w - g.shape[-1]), value=1.) for g in grids], 1)
 
 class SampleGridCB(Callback):
     "Write PNG grids of originals over reconstructions to `run_dir/samples/`."
     order = 40
-    def __init__(self, run_dir, every_n_steps:int|None=None, n:int=8, value_range:tuple=(0., 1.)):
-        self.dir, self.every, self.n, self.value_range = Path(run_dir)/'samples', every_n_steps, n, value_range
+    def __init__(self, run_dir, every_n_steps:int|None=None, n:int=8,
+                 space:ImageSpace|None=None): # The run's image space: grids show unit images
+        self.dir, self.every, self.n, self.space = Path(run_dir)/'samples', every_n_steps, n, space or ImageSpace()
     def write(self, learn, name:str):
         if not is_main_process(): return
         from torchvision.utils import save_image
-        x, recon = reconstruct_batch(learn, self.n)
+        x, recon = reconstruct_batch(learn, self.n, self.space)
         self.dir.mkdir(parents=True, exist_ok=True)
-        save_image(recon_figure(x, recon, self.n, self.value_range), self.dir/name)
+        save_image(recon_figure(x, recon, self.n), self.dir/name)
     def after_step(self, learn):
         if self.every and learn.step % self.every == 0: self.write(learn, f'step_{learn.step}.png')
     def after_fit(self, learn): self.write(learn, 'recon_final.png')
@@ -553,7 +549,9 @@ def latent_stats(model, # A VAE with `encode` and `reparameterize`
     finally: model.train(was_training)
     mean = s1 / count; var = (s2 / count - mean ** 2).clamp_min(0)
     overall = (s2.sum() / (count * len(mean)) - (s1.sum() / (count * len(mean))) ** 2).clamp_min(0).sqrt()
-    return {'mean': mean.tolist(), 'std': var.sqrt().tolist(), 'overall_std': overall.item(), 'n_samples': min(n, len(dataset))}
+    n_used = min(n, len(dataset))
+    return {'mean': mean.tolist(), 'std': var.sqrt().tolist(), 'overall_std': overall.item(), 'n_samples': n_used,
+            'latent': 'sample', 'measured_on': f"posterior samples (seed {seed}) of the first {n_used} training inputs, at the end of training"}
 
 # %% ../nbs/08_callbacks.ipynb #37293795
 HIGHER_IS_BETTER = {'psnr', 'ssim', 'ms_ssim', 'active_units'}
@@ -573,27 +571,27 @@ class CheckpointCB(Callback):
         self.last_every = None if last_every_minutes is None else 60 * last_every_minutes
         self.monitor = 'total' if monitor == 'loss' else monitor
         self.sign = -1 if self.monitor in HIGHER_IS_BETTER else 1
-        self.best, self.position = math.inf, (0, 0)
+        self.best, self.position, self.epoch_len, self.latent_stats = math.inf, (0, 0), 0, None  # `latent_stats`: computed at the end of training
     def state_dict(self): return {'best': self.best}
     def load_state_dict(self, state): self.best = state['best']
-    def before_fit(self, learn): self.position, self.last_written = (learn.start_epoch, learn.start_iter), time.monotonic()
+    def before_fit(self, learn): self.position, self.last_written = (learn.start_epoch, learn.iter), time.monotonic()
+    def before_epoch(self, learn):
+        if learn.training: self.epoch_len = learn.iter + len(learn.dl)  # batches in the epoch, counting those a resumed epoch skips
     def state(self, learn) -> dict:
         "Everything needed to continue training exactly."
         epoch, it = self.position
         return {'model': _unwrap(learn.model).state_dict(), 'opt': learn.opt.state_dict(),
-                'scaler': learn.scaler.state_dict() if learn.scaler is not None else None,
-                'step': learn.step, 'epoch': epoch, 'iter': it, 'kl_weight': learn.kl_weight, 'best': self.best,
+                'step': learn.step, 'epoch': epoch, 'iter': it, 'kl_weight': _kl_weight(learn), 'best': self.best,
                 'rng': rng_state(), 'config': config_to_dict(self.cfg) if self.cfg else None,
                 'callbacks': {type(cb).__name__: cb.state_dict() for cb in learn.cbs if callable(getattr(cb, 'state_dict', None))},
-                'latent_stats': getattr(learn, 'latent_stats', None)}
+                'latent_stats': self.latent_stats}
     def save(self, learn, name:str):
         if not is_main_process(): return
         if not _finite(learn.model): _warn(learn, f"not writing {name}: the model has non-finite weights"); return
         learn.last_checkpoint = atomic_save(self.state(learn), self.dir/name)
     def after_step(self, learn):
         if not learn.training: return
-        n = _epoch_len(learn)
-        self.position = (learn.epoch + 1, 0) if learn.iter + 1 >= n else (learn.epoch, learn.iter + 1)
+        self.position = (learn.epoch + 1, 0) if learn.iter + 1 >= self.epoch_len else (learn.epoch, learn.iter + 1)
         if self.every and learn.step % self.every == 0:
             self.save(learn, f'step_{learn.step}.pt'); self.prune()
         if self.last_every is not None and time.monotonic() - self.last_written >= self.last_every: self.save_last(learn)
@@ -610,14 +608,14 @@ class CheckpointCB(Callback):
         value = self.sign * learn.val_metrics[self.monitor]
         if value < self.best: self.best = value; self.save(learn, 'best.pt')
     def after_fit(self, learn):
-        done = not getattr(learn, 'interrupted', False) and self.n_stats and is_main_process()
-        if done: learn.latent_stats = latent_stats(learn.model, learn.dls['train'].dataset, self.n_stats, learn.dls['train'].batch_size)
+        done = not learn.interrupted and self.n_stats and is_main_process()
+        if done: self.latent_stats = latent_stats(learn.model, learn.dls['train'].dataset, self.n_stats, learn.dls['train'].batch_size)
         self.save_last(learn)
         if done and (best := self.dir/'best.pt').exists(): self.add_stats(learn, best)
     def add_stats(self, learn, path:Path):
         "Store the latent statistics of the weights in `path` into it."
         ck = load_checkpoint(path)
-        if ck['step'] == learn.step: ck['latent_stats'] = learn.latent_stats
+        if ck['step'] == learn.step: ck['latent_stats'] = self.latent_stats
         else:
             model = copy.deepcopy(_unwrap(learn.model)); model.load_state_dict(ck['model'])
             ck['latent_stats'] = latent_stats(model, learn.dls['train'].dataset, self.n_stats, learn.dls['train'].batch_size)
@@ -627,7 +625,7 @@ class CheckpointCB(Callback):
 class ResumeCB(Callback):
     "Restore the full training state from a checkpoint before training ('auto' = the latest in `run_dir`)."
     order = -8
-    def __init__(self, path, run_dir=None): self.path, self.run_dir, self.rng, self.scaler = path, run_dir, None, None
+    def __init__(self, path, run_dir=None): self.path, self.run_dir, self.rng, self.start_iter = path, run_dir, None, 0
     def resolve(self) -> Path|None:
         if str(self.path) != 'auto': return Path(self.path)
         if self.run_dir is None: raise ConfigError("paths.resume: 'auto' needs paths.run_dir (the run to continue)")
@@ -640,13 +638,15 @@ class ResumeCB(Callback):
         try: _unwrap(learn.model).load_state_dict(ck['model']); learn.opt.load_state_dict(ck['opt'])
         except (RuntimeError, ValueError, KeyError) as e:
             raise VaeNbError(f"paths.resume: {path} does not match this model/config ({str(e).splitlines()[0][:200]}); resume with the run's own config.yaml") from e
-        learn.step, learn.start_epoch, learn.start_iter, learn.kl_weight = ck['step'], ck['epoch'], ck.get('iter', 0), ck.get('kl_weight')
+        learn.step, learn.start_epoch, learn.iter = ck['step'], ck['epoch'], ck.get('iter', 0)
+        if (step_cb := learn.get_cb(VAEStepCB)) is not None: step_cb.kl_weight = ck.get('kl_weight')
         for cb in learn.cbs:
             if (state := ck.get('callbacks', {}).get(type(cb).__name__)) is not None and callable(getattr(cb, 'load_state_dict', None)): cb.load_state_dict(state)
-        learn.latent_stats, self.rng, self.scaler = ck.get('latent_stats'), ck.get('rng'), ck.get('scaler')
-        if is_main_process(): tqdm.write(f"resumed from {path} at step {learn.step} (epoch {learn.start_epoch + 1}, batch {learn.start_iter})", file=sys.stderr)
+        if (ckpt_cb := learn.get_cb(CheckpointCB)) is not None: ckpt_cb.latent_stats = ck.get('latent_stats')
+        self.rng, self.start_iter = ck.get('rng'), learn.iter
+        if is_main_process(): tqdm.write(f"resumed from {path} at step {learn.step} (epoch {learn.start_epoch + 1}, batch {self.start_iter})", file=sys.stderr)
     def before_epoch(self, learn):
-        "Last restores, after every `before_fit`: the GradScaler (created by `MixedPrecisionCB`) and the random state."
+        "Last restores, after every `before_fit`: the batch the first epoch starts at, and the random state."
         if not learn.training: return
-        if self.scaler and learn.scaler is not None: learn.scaler.load_state_dict(self.scaler); self.scaler = None
+        if self.start_iter: learn.iter, self.start_iter = self.start_iter, 0
         if self.rng is not None: set_rng_state(self.rng); self.rng = None

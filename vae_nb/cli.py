@@ -15,7 +15,6 @@ from typing import Annotated
 from fastcore.script import call_parse, is_cli
 from .core import VaeNbError, ConfigError, is_main_process
 from .config import get_config, config_to_dict, resolve_config, format_config, load_presets, list_presets as presets_text
-from .train import train_run
 
 # %% ../nbs/12_cli.ipynb #fcaccded
 def report_error(prog:str, err:VaeNbError) -> int:
@@ -39,14 +38,15 @@ def _train(overrides, config, preset_file, preset_names, flags, print_config, li
     r = resolve_config(config, overrides, preset_names, preset_file, flags=flags, check_paths=not print_config)
     if print_config: print(format_config(r), end=''); return 0, r.cfg
     for n in r.notes: print(f"vae_nb_train: note: {n}", file=sys.stderr)
+    from vae_nb.train import train_run  # deferred: PyTorch, MONAI and friends load only when a run starts
     run_dir = train_run(r.cfg)
     if is_main_process(): print(f"run directory: {run_dir.resolve()}")
     return 0, run_dir
 
 # %% ../nbs/12_cli.ipynb #226081b7
 @call_parse
-def train(*overrides:str, # `section.key=value` words applied after the config file, e.g. train.lr=1e-4 model.latent_dim=64 (or seed 004 names: kl_anneal_end=3000)
-          config:str=None, # A YAML or JSON config file: vae_nb's layout, MONAI-style (seed 000), PyTorch-VAE (seed 003) or flat keys (seed 004)
+def train(*overrides:str, # `section.key=value` words applied after the config file, e.g. train.lr=1e-4 model.latent_dim=64 (or fundus beta-VAE names: kl_anneal_end=3000)
+          config:str=None, # A YAML or JSON config file: vae_nb's layout, MONAI AutoencoderKL JSON, PyTorch-VAE YAML or flat keys (fundus beta-VAE)
           presets:str=None, # A YAML/JSON file of your own presets, added to the built-in ones
           loss:str=None, # Loss preset, e.g. mse_l1 (see --list-presets)
           training:str=None, # Training preset, e.g. quick_test
@@ -71,7 +71,6 @@ def train(*overrides:str, # `section.key=value` words applied after the config f
 
 # %% ../nbs/12_cli.ipynb #i8001ad0
 from typing import Annotated
-from . import infer as inference
 
 # %% ../nbs/12_cli.ipynb #i80026b6
 def _command(fn, prog:str, body, exit_code=lambda result: 0):
@@ -96,14 +95,20 @@ def infer(checkpoint:str=None, # A training checkpoint (<run dir>/checkpoints/be
           latents:str=None, # Also write each input's posterior mean here (file for a single input, else folder)
           decode:bool=False, # The inputs are latents (.pt, .npy, .nii.gz): decode them to images/volumes
           latent_format:str='.pt', # Suffix of latent files written into a folder: .pt, .npy or .nii.gz
-          reference:str=None, # NIfTI whose affine and header decoded volumes get
+          reference:str=None, # With --decode: NIfTI volume whose shape, affine and header decoded volumes get
+          unverified:bool=False, # With --decode: decode latents that carry no record of this checkpoint (e.g. a diffusion model's samples)
           device:str='auto', # Where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1 or mps
           overlap:float=0.25, # Overlap of the sliding windows for volumes larger than the training patch
          ):
     "Reconstruct images or NIfTI volumes with a trained VAE (optionally writing latents), or decode saved latents."
     def body():
         _require(checkpoint=checkpoint, input=input, output=output)
-        files = inference.infer(checkpoint, input, output, latents, decode, latent_format, reference, device, overlap)
+        from vae_nb import infer as inference, latents as latent_files  # deferred until a command runs
+        if decode: files = latent_files.decode_latents(checkpoint, input, output, reference, unverified, device)
+        else:
+            if latent_format not in latent_files.LATENT_SUFFIXES: raise VaeNbError(f"--latent-format: {latent_format!r} is not one of {', '.join(latent_files.LATENT_SUFFIXES)}")
+            files = inference.infer(checkpoint, input, output, device, overlap)
+            if latents: files += latent_files.write_latents(checkpoint, input, latents, latent_format, device)
         if is_cli(infer): print('\n'.join(f"wrote {f}" for f in files))
         return files
     return _command(infer, 'vae_nb_infer', body)
@@ -119,12 +124,14 @@ def save_latents(checkpoint:str=None, # A training checkpoint
                  batch_size:int=8, # Inputs encoded per forward pass
                  device:str='auto', # Where the model runs: auto (a GPU when there is one), cpu, cuda, cuda:1 or mps
                  path_column:str=None, # CSV column with the file paths (default: the checkpoint's data.csv_path_column)
+                 overwrite:bool=False, # Re-encode latents in OUT that another checkpoint or other options wrote, instead of refusing
                 ):
-    "Encode a dataset to one latent file per input, with an index CSV and per-channel scale statistics; skips inputs already done."
+    "Encode a dataset to one latent file per input, with an index CSV and the scale statistics of what was written; re-uses latents of the same export."
     def body():
         _require(checkpoint=checkpoint, data=data, out=out)
-        res = inference.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column)
-        if is_cli(save_latents): print(f"encoded {res['encoded']}, skipped {res['skipped']} already done; index {res['index']}, statistics {res['stats']}")
+        from vae_nb import latents as latent_files  # deferred until a command runs
+        res = latent_files.save_latents(checkpoint, data, out, format, sample, seed, batch_size, device, path_column, overwrite)
+        if is_cli(save_latents): print(f"encoded {res['encoded']}, re-used {res['reused']}" + (f", removed {res['removed']} of another export" if res['removed'] else '') + f"; index {res['index']}, statistics {res['stats']} (scale factor {res['scale_factor']:.4g})")
         return res
     return _command(save_latents, 'vae_nb_save_latents', body)
 
@@ -138,6 +145,7 @@ def compare(checkpoint:Annotated[str, "A training checkpoint; repeat the flag fo
     "Compare models on one input: a side-by-side figure and a table of MSE, PSNR, SSIM and latent statistics."
     def body():
         _require(checkpoint=checkpoint, input=input, out=out)
+        from vae_nb import infer as inference  # deferred until a command runs
         res = inference.compare([checkpoint] if isinstance(checkpoint, str) else list(checkpoint), input, out, device)
         if is_cli(compare):
             for r in res['rows']: print(f"{r['name']}: mse {r['mse']:.5f}  psnr {r['psnr']:.2f} dB  ssim {r['ssim']:.4f}  latent {r['latent_shape']} mean {r['latent_mean']:.3f} std {r['latent_std']:.3f}")
@@ -152,6 +160,7 @@ def check(*overrides:str, # `section.key=value` words applied last, as for vae_n
          ):
     "Check packages, device, data, model and one training step for a config; exit 1 if any check fails."
     def body():
+        from vae_nb import infer as inference  # deferred until a command runs
         results = inference.run_checks(config, overrides, log=print if is_cli(check) else None)
         failed = [r.name for r in results if r.ok is False]
         if is_cli(check): print(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}" if failed else f"all {len(results)} checks passed")

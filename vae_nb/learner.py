@@ -1,4 +1,4 @@
-"""The training loop. It is short on purpose: fit -> epochs -> batches -> predict, loss, backward, optimizer step. Everything optional (devices, progress, validation, logging, checkpoints, precision, schedules, annealing, the GAN phase, the NaN guard, distributed runs) is a callback that hooks into the loop's events.
+"""The training loop. It is short on purpose: fit -> epochs -> batches -> predict, loss, backward, optimizer step. The loop knows nothing about VAEs: what one step does is a step callback's job (`TrainCB` for `(x, y)` batches, `VAEStepCB` for vae_nb's image batches). Everything optional (devices, progress, validation, logging, checkpoints, precision, schedules, annealing, the GAN phase, the NaN guard, distributed runs) is a callback that hooks into the loop's events.
 
 Docs: https://vae-nb.github.io/vae_nb/learner.html.md"""
 
@@ -6,7 +6,7 @@ Docs: https://vae-nb.github.io/vae_nb/learner.html.md"""
 
 # %% auto #0
 __all__ = ['CancelStepException', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'Callback', 'run_cbs',
-           'with_cbs', 'Learner']
+           'with_cbs', 'loss_value', 'TrainCB', 'Learner', 'VAEStepCB']
 
 # %% ../nbs/07_learner.ipynb #63c7ac52
 from operator import attrgetter
@@ -17,7 +17,7 @@ from fastcore.basics import store_attr
 class CancelStepException(Exception): "Skip this optimizer step."
 class CancelBatchException(Exception): "Skip the rest of this batch."
 class CancelEpochException(Exception): "Skip the rest of this epoch."
-class CancelFitException(Exception): "Stop training now; `after_fit` still runs."
+class CancelFitException(Exception): "Stop training now; `after_fit` still runs unless it is raised in `before_fit`."
 
 class Callback:
     "Base class: subclasses define event methods such as `before_fit(self, learn)`."
@@ -36,7 +36,7 @@ class with_cbs:
     "Decorator: wrap a learner stage in its before/after/cleanup events and its cancel exception."
     def __init__(self, stage:str): self.stage = stage
     def __call__(self, f):
-        cancel = {'step': CancelStepException, 'batch': CancelBatchException, 'epoch': CancelEpochException}[self.stage]
+        cancel = {'step': CancelStepException, 'batch': CancelBatchException, 'epoch': CancelEpochException, 'fit': CancelFitException}[self.stage]
         def _f(o, *args, **kwargs):
             try:
                 o.callback(f'before_{self.stage}')
@@ -46,60 +46,85 @@ class with_cbs:
             finally: o.callback(f'cleanup_{self.stage}')
         return _f
 
+# %% ../nbs/07_learner.ipynb #9107e69d
+def loss_value(loss):
+    "The scalar to differentiate: `loss` itself, or the `total` of a breakdown of named terms (e.g. a `LossBreakdown`)."
+    return getattr(loss, 'total', loss)
+
+class TrainCB(Callback):
+    "The step of a model trained on `(x, y)` batches: `preds = model(x)`, `loss = loss_func(preds, y)`, backward, optimizer step."
+    def predict(self, learn): learn.preds = learn.model(learn.batch[0])
+    def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, *learn.batch[1:])
+    def backward(self, learn): loss_value(learn.loss).backward()
+    def opt_step(self, learn): learn.opt.step()
+
 # %% ../nbs/07_learner.ipynb #05adcb54
 class Learner:
-    "Minimal training loop driven by callbacks."
-    def __init__(self, model, # A model following the `VAEBase` interface
+    "Minimal training loop driven by callbacks; the step's parts are done by the step callback (`TrainCB` by default)."
+    def __init__(self, model, # The model to train
                  dls:dict, # {'train': DataLoader, 'val': DataLoader}
-                 loss_func, # Called as `loss_func(preds, x, kl_weight=..., batch=...)`, returns a breakdown with `.total`
+                 loss_func, # Called by the step callback; returns a tensor or a breakdown with `.total`
                  lr:float=1e-3, # Learning rate
                  cbs:list=(), # Callbacks
                  opt_func=torch.optim.AdamW): # Optimizer factory: `opt_func(params, lr=lr)`
         store_attr('model,dls,loss_func,lr,opt_func')
         self.cbs, self.opt = list(cbs), opt_func(self.parameters(), lr=lr)
-        self.step, self.epoch, self.start_epoch, self.start_iter, self.kl_weight, self.training = 0, 0, 0, 0, None, False
-        self.scaler = None
+        self.step, self.epoch, self.start_epoch, self.n_epochs, self.iter, self.training = 0, 0, 0, 0, 0, False
+        self.dl = self.batch = self.preds = self.loss = None
+        self.val_metrics, self.warnings, self.last_checkpoint = None, [], None
+        self.stop_requested = self.interrupted = False
 
     def parameters(self):
         "Trainable parameters: the model's and the loss's own (e.g. an auxiliary classifier head)."
         return [*self.model.parameters(), *(self.loss_func.parameters() if hasattr(self.loss_func, 'parameters') else [])]
     def callback(self, event:str): run_cbs(self.cbs, event, self)
     def add_cb(self, cb): self.cbs.append(cb); return self
+    def get_cb(self, cls):
+        "The first callback that is a `cls`, or None."
+        return next((cb for cb in self.cbs if isinstance(cb, cls)), None)
 
-    def predict(self): self.x = self.batch['image']; self.preds = self.model(self.x)
-    def get_loss(self): self.loss = self.loss_func(self.preds, self.x, kl_weight=self.kl_weight, batch=self.batch)
-    def backward(self): (self.scaler.scale(self.loss.total) if self.scaler else self.loss.total).backward()
-    def opt_step(self):
-        if self.scaler: self.scaler.step(self.opt); self.scaler.update()
-        else: self.opt.step()
+    def step_part(self, part:str): # 'predict', 'get_loss', 'backward' or 'opt_step'
+        "Do `part` of the step with the first callback, in `order`, that defines it (a plain `TrainCB` if none does)."
+        owner = next((cb for cb in sorted(self.cbs, key=attrgetter('order')) if hasattr(cb, part)), _plain_step)
+        getattr(owner, part)(self)
 
     @with_cbs('step')
-    def optimizer_step(self): self.opt_step(); self.opt.zero_grad(set_to_none=True); self.step += 1
+    def optimizer_step(self): self.step_part('opt_step'); self.opt.zero_grad(set_to_none=True); self.step += 1
 
     @with_cbs('batch')
     def one_batch(self):
-        self.predict(); self.callback('after_predict')
-        self.get_loss(); self.callback('after_loss')
-        if self.training: self.backward(); self.callback('after_backward'); self.optimizer_step()
+        self.step_part('predict'); self.callback('after_predict')
+        self.step_part('get_loss'); self.callback('after_loss')
+        if self.training: self.step_part('backward'); self.callback('after_backward'); self.optimizer_step()
 
     @with_cbs('epoch')
     def _one_epoch(self):
-        for self.iter, self.batch in enumerate(self.dl, self.start_iter if self.training else 0): self.one_batch()
+        for self.iter, self.batch in enumerate(self.dl, self.iter): self.one_batch()
 
     def one_epoch(self, training:bool, dl=None):
         "One pass over `dl` (the train or val loader by default), with gradients only when training."
-        self.training, self.dl = training, dl or self.dls['train' if training else 'val']
+        self.training, self.dl, self.iter = training, dl or self.dls['train' if training else 'val'], 0
         self.model.train(training)
         with torch.set_grad_enabled(training): self._one_epoch()
 
-    def fit(self, n_epochs:int=1): # Train until this epoch count is reached (resumed runs start at `start_epoch`)
-        "Train for `n_epochs` epochs; `CancelFitException` stops early and `after_fit` still runs."
-        self.n_epochs = n_epochs
+    @with_cbs('fit')
+    def _fit(self):
         try:
-            self.callback('before_fit')
-            try:
-                for self.epoch in range(self.start_epoch, n_epochs): self.one_epoch(True); self.start_iter = 0
-            except CancelFitException: pass
-            self.callback('after_fit')
-        finally: self.callback('cleanup_fit')
+            for self.epoch in range(self.start_epoch, self.n_epochs): self.one_epoch(True)
+        except CancelFitException: pass  # a stop once training is under way still ends with `after_fit`
+
+    def fit(self, n_epochs:int=1): # Train until this epoch count is reached (resumed runs start at `start_epoch`)
+        "Train for `n_epochs` epochs; `CancelFitException` stops early (see above)."
+        self.n_epochs, self.iter = n_epochs, 0
+        self._fit()
         return self
+
+_plain_step = TrainCB()
+
+# %% ../nbs/07_learner.ipynb #5627c28f
+class VAEStepCB(TrainCB):
+    "The VAE step: the model gets `batch['image']`; the loss gets the image, this batch's KL weight and the batch."
+    def __init__(self, kl_weight:float|None=None): # KL weight passed to the loss; None = the loss's own (`KLWeightCB` sets it each batch)
+        self.kl_weight = kl_weight
+    def predict(self, learn): learn.preds = learn.model(learn.batch['image'])
+    def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, learn.batch['image'], kl_weight=self.kl_weight, batch=learn.batch)

@@ -13,11 +13,13 @@ from datetime import datetime
 from pathlib import Path
 from .core import seed_everything, get_device, is_main_process, ConfigError
 from .config import Config, save_config, validate_config
+from .space import ImageSpace
 from .data import build_dataloaders
 from .models import build_model
 from .losses import build_loss, LossBreakdown
-from .learner import Learner
+from .learner import Learner, VAEStepCB
 from .callbacks import *
+from .optim import make_opt_func
 from .gan import GANCB
 from .distributed import DDPCB, distributed_session, broadcast_object, is_distributed, lr_scale
 
@@ -27,8 +29,6 @@ def resolve_run_dir(cfg:Config) -> Path:
     return Path(cfg.paths.run_dir or Path('runs')/datetime.now().strftime('%Y%m%d-%H%M%S'))
 
 # %% ../nbs/10_train.ipynb #103f58f2
-def _value_range(cfg:Config) -> tuple: return (-1., 1.) if cfg.data.value_range == '-1_1' else (0., 1.)
-
 VAL_METRICS = {'loss', 'mse', 'psnr', 'ssim', 'ms_ssim', 'lpips', 'active_units', 'latent_std', 'posterior_std'}
 
 def check_best_metric(cfg:Config):
@@ -40,18 +40,18 @@ def check_best_metric(cfg:Config):
 def build_callbacks(cfg:Config, run_dir:Path) -> list:
     "The standard callbacks of a training run writing to `run_dir`."
     check_best_metric(cfg)
-    t, log, device = cfg.train, cfg.log, get_device(cfg.train.device)
+    t, log, device, space = cfg.train, cfg.log, get_device(cfg.train.device), ImageSpace.from_config(cfg)
     lpips = lpips_metric(cfg, device) if log.val_lpips or cfg.loss.lpips_weight > 0 else None
-    cbs = [DataOrderCB(), DeviceCB(device, channels_last_format(cfg.data.spatial_dims) if t.channels_last else None),
+    cbs = [VAEStepCB(), DataOrderCB(), DeviceCB(device, channels_last_format(cfg.data.spatial_dims) if t.channels_last else None),
            KLWeightCB(cfg), MixedPrecisionCB(t.precision, device, cfg.model.name), LRScheduleCB(t),
            NaNGuardCB(t.nan_policy, cfg, check_every=log.every_n_steps if device.type == 'cuda' else 1), SignalCB(),
-           ValidationCB(t.val_interval, lpips, value_range=_value_range(cfg), seed=t.seed), MetricsLoggerCB(run_dir, log.every_n_steps),
+           ValidationCB(t.val_interval, lpips, space=space, seed=t.seed), MetricsLoggerCB(run_dir, log.every_n_steps),
            CheckpointCB(run_dir, cfg, t.best_metric, log.checkpoint_every_n_steps, log.keep_checkpoints, log.latent_stats_samples, log.checkpoint_minutes),
-           SampleGridCB(run_dir, log.sample_every_n_steps, value_range=_value_range(cfg))]
+           SampleGridCB(run_dir, log.sample_every_n_steps, space=space)]
     if cfg.paths.resume: cbs.append(ResumeCB(cfg.paths.resume, run_dir))
     if t.grad_accum > 1: cbs.append(GradAccumCB(t.grad_accum))
     if t.grad_clip: cbs.append(GradClipCB(t.grad_clip))
-    if log.tensorboard: cbs.append(TensorBoardCB(run_dir, log.every_n_steps))
+    if log.tensorboard: cbs.append(TensorBoardCB(run_dir, log.every_n_steps, space=space))
     if t.max_steps: cbs.append(MaxStepsCB(t.max_steps))
     if log.progress: cbs.append(ProgressCB())
     if cfg.loss.adv_weight > 0: cbs.append(GANCB(cfg))
