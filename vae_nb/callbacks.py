@@ -8,9 +8,10 @@ Docs: https://vae-nb.github.io/vae_nb/callbacks.html.md"""
 __all__ = ['CPU_BF16', 'VAL_SHARE', 'HIGHER_IS_BETTER', 'EpochSampler', 'resumable_loader', 'DataOrderCB', 'to_device',
            'channels_last_format', 'DeviceCB', 'cpu_bf16_native', 'resolve_precision', 'MixedPrecisionCB',
            'LRScheduleCB', 'GradAccumCB', 'GradClipCB', 'KLWeightCB', 'MaxStepsCB', 'rng_state', 'set_rng_state',
-           'isolated_rng', 'NonFiniteLossError', 'NaNGuardCB', 'SignalCB', 'ProgressCB', 'val_due', 'ValidationCB',
-           'lpips_metric', 'train_scalars', 'MetricsLoggerCB', 'TensorBoardCB', 'reconstruct_batch', 'recon_figure',
-           'SampleGridCB', 'latent_stats', 'CheckpointCB', 'ResumeCB']
+           'isolated_rng', 'NonFiniteLossError', 'NaNGuardCB', 'SignalCB', 'note_once', 'ProgressCB', 'format_duration',
+           'EstimateCB', 'terms_off', 'val_due', 'ValidationCB', 'lpips_metric', 'train_scalars', 'MetricsLoggerCB',
+           'TensorBoardCB', 'reconstruct_batch', 'recon_figure', 'SampleGridCB', 'latent_stats', 'CheckpointCB',
+           'ResumeCB']
 
 # %% ../nbs/08_callbacks.ipynb #4a4e2663
 import copy, functools, json, math, os, random, signal, sys, threading, time
@@ -23,6 +24,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Sampler, RandomSampler, SequentialSampler
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
+from fastcore.basics import store_attr
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
 from .rundir import RunDir, checkpoint_step, latest_checkpoint
 from .config import Config, TrainConfig, config_to_dict
@@ -32,7 +34,6 @@ from .optim import lr_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
 from .distributed import any_rank
 from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException, VAEStepCB, loss_value
-from .visualize import save_recon_grid, recon_grid
 
 # %% ../nbs/08_callbacks.ipynb #3fd57786
 class EpochSampler(Sampler):
@@ -331,13 +332,23 @@ class SignalCB(Callback):
         for s, h in self.old.items(): signal.signal(s, h)
         self.old = {}
 
+# %% ../nbs/08_callbacks.ipynb #e0741643
+_notes_shown = set()
+
+def note_once(msg:str): # What to tell the user
+    "Print `note: msg` to stderr the first time this process sees it, on the main process only."
+    if msg in _notes_shown or not is_main_process(): return
+    _notes_shown.add(msg); tqdm.write(f"note: {msg}", file=sys.stderr)
+
 # %% ../nbs/08_callbacks.ipynb #0619e34b
 class ProgressCB(Callback):
-    "A progress bar per training epoch showing the running loss, and a line per validation."
+    "A progress bar per training epoch showing the running loss (when `bar`), and a line per validation with the metrics it computed."
     order = 50
-    def __init__(self, refresh_seconds:float=1.): self.refresh, self.shown = refresh_seconds, -math.inf # How often the loss shown is read from the device
+    def __init__(self, bar:bool=True, # Show the bar (`log.progress`); validation lines are printed either way
+                 refresh_seconds:float=1.): # How often the loss shown is read from the device
+        self.show_bar, self.refresh, self.shown = bar, refresh_seconds, -math.inf
     def before_epoch(self, learn):
-        if learn.training and is_main_process():
+        if self.show_bar and learn.training and is_main_process():
             self.bar = tqdm(total=len(learn.dl), desc=f'epoch {learn.epoch + 1}/{learn.n_epochs}', leave=False, dynamic_ncols=True)
     def after_batch(self, learn):
         if not learn.training or getattr(self, 'bar', None) is None: return
@@ -352,7 +363,51 @@ class ProgressCB(Callback):
         if is_main_process(): tqdm.write(f"epoch {m['epoch'] + 1}/{learn.n_epochs} step {m['step']}: val loss {m['total']:.4f}  mse {m['mse']:.5f}  "
                                          f"psnr {m['psnr']:.2f} dB{extra}  active units {m['active_units']}/{m['latent_units']}")
 
-# %% ../nbs/08_callbacks.ipynb #2ea36413
+# %% ../nbs/08_callbacks.ipynb #578a5a00
+def format_duration(seconds:float) -> str:
+    "`seconds` for a reader: '45 s', '2 min 5 s', '3 h 20 min'."
+    s = round(seconds)
+    if s < 60: return f"{s} s"
+    if s < 3600: return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"
+
+class EstimateCB(Callback):
+    "Print once an estimate of the whole run's wall time, from the time the first batches took."
+    order = 55
+    def __init__(self, max_steps:int|None=None, # `train.max_steps`: the run may end before its last epoch
+                 grad_accum:int=1, # Batches per optimizer step
+                 after_s:float=30.): # In a long first epoch, estimate after this many seconds instead of at its end
+        store_attr()
+    def before_fit(self, learn): self.t0, self.batches, self.done, self.epoch_len = None, 0, not is_main_process(), 0
+    def before_epoch(self, learn):
+        if learn.training: self.epoch_len = learn.iter + len(learn.dl)  # batches in the epoch, counting those a resumed epoch skips
+    def before_batch(self, learn):
+        if learn.training and self.t0 is None: self.t0 = time.perf_counter()
+    def after_batch(self, learn):
+        if not learn.training or self.done: return
+        self.batches += 1
+        if time.perf_counter() - self.t0 > self.after_s and learn.iter + 1 < self.epoch_len: self.report(learn, 'training steps only')
+    def after_epoch(self, learn):
+        if learn.training and not self.done and self.batches: self.report(learn, 'with validation')
+    def remaining_batches(self, learn) -> int:
+        "Training batches left after the current one."
+        n = self.epoch_len; left = (learn.n_epochs - learn.epoch - 1) * n + max(n - learn.iter - 1, 0)
+        if self.max_steps: left = min(left, max(self.max_steps - learn.step, 0) * self.grad_accum)
+        return left
+    def report(self, learn, basis:str):
+        elapsed = time.perf_counter() - self.t0; total = elapsed + elapsed / self.batches * self.remaining_batches(learn)
+        tqdm.write(f"estimated time for the whole run: about {format_duration(total)} ({basis}; {self.batches} batches took {format_duration(elapsed)})")
+        self.done = True
+
+# %% ../nbs/08_callbacks.ipynb #6a1e118d
+def terms_off(loss_func) -> set: # A `VAELoss` (or anything shaped like it)
+    "Names of the loss terms `loss_func` does not compute (zeros in its breakdown)."
+    f = getattr(loss_func, 'module', loss_func)
+    off = {term for term, attr in (('perceptual', 'perceptual'), ('lpips', 'lpips'), ('aux', 'head')) if hasattr(f, attr) and getattr(f, attr) is None}
+    if getattr(getattr(f, 'cfg', None), 'adv_weight', None) == 0: off |= {'adv', 'adv_weight'}
+    return off
+
+# %% ../nbs/08_callbacks.ipynb #d4b5e3d5
 VAL_SHARE = 0.02 # Share of the training time that `auto` validation may take
 
 def val_due(train_seconds:float, # Training time so far, validation excluded
@@ -374,7 +429,6 @@ class ValidationCB(Callback):
                  seed:int=0): # Seed of the sampling noise during validation
         self.every, self.lpips, self.min_active, self.max_std, self.seed = every, lpips, min_active_fraction, max_latent_std, seed
         self.space = space or ImageSpace()
-        self.noted = False
     def before_fit(self, learn): learn.val_metrics, self.fit_start, self.val_seconds, self.last_seconds = None, time.monotonic(), 0., 0.
     def after_epoch(self, learn):
         if not learn.training: return
@@ -392,12 +446,12 @@ class ValidationCB(Callback):
         image = learn.batch['image']; n = len(image)
         recon, x = self.space.unit_pair(learn.preds.recon.float(), image.float())
         add = lambda k, v: self.sums.__setitem__(k, self.sums.get(k, 0.) + torch.as_tensor(v).detach().float() * n)  # on the device until the end
-        for k, v in learn.loss._asdict().items(): add(k, v)
+        for k, v in learn.loss._asdict().items():
+            if k not in self.skip: add(k, v)
         add('mse', mse(recon, x)); add('psnr', psnr(recon.clamp(0, 1), x.clamp(0, 1)))
         add('ssim', ssim(recon.clamp(0, 1), x.clamp(0, 1)))
         if ms_ssim_supported(x.shape[2:]): add('ms_ssim', ms_ssim(recon.clamp(0, 1), x.clamp(0, 1)))
-        elif not self.noted and is_main_process():
-            self.noted = True; tqdm.write(f"note: MS-SSIM skipped: images {tuple(x.shape[2:])} are smaller than its minimum (every axis > 160 px)", file=sys.stderr)
+        else: note_once(f"MS-SSIM is not reported: images {tuple(x.shape[2:])} are smaller than its minimum (every axis > 160 px)")
         if self.lpips is not None: add('lpips', self.lpips(recon, x).mean())
         self.moments.update(learn.preds.mu, learn.preds.logvar)
         self.count += n
@@ -405,6 +459,7 @@ class ValidationCB(Callback):
         "Run the validation loader and publish the means."
         if len(learn.dls['val'].dataset) == 0: return
         start, self.sums, self.count, self.moments = time.monotonic(), {}, 0, LatentMoments()
+        self.skip = terms_off(learn.loss_func) | ({'lpips'} if self.lpips is not None else set())  # the LPIPS metric replaces the loss term
         epoch, training, dl, it, batch = learn.epoch, learn.training, learn.dl, learn.iter, learn.batch
         with isolated_rng(self.seed): learn.one_epoch(False)
         learn.epoch, learn.training, learn.dl, learn.iter, learn.batch = epoch, training, dl, it, batch
@@ -506,28 +561,45 @@ def reconstruct_batch(learn, n:int=8, space:ImageSpace|None=None):
     recon, x = (space or ImageSpace()).unit_pair(recon.float(), x.float())
     return x, recon
 
-def recon_figure(x, recon, n:int=8):
+def recon_figure(x, recon, n:int=8,
+                 per_row:int|None=None, # Images per row (default: all `n`)
+                 min_px:int=0): # Enlarge small images to at least this many pixels a side
     "Image tensor `[3, H, W]` of unit images: originals over reconstructions; for volumes one such pair of rows per axis."
-    if x.ndim == 4: return recon_grid(x, recon, n)
-    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n) for a in (2, 3, 4)]
+    from vae_nb.visualize import recon_grid
+    if x.ndim == 4: return recon_grid(x, recon, n, per_row, min_px)
+    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n, per_row, min_px) for a in (2, 3, 4)]
     w = max(g.shape[-1] for g in grids)
     return torch.cat([F.pad(g, (0, w - g.shape[-1]), value=1.) for g in grids], 1)
 
 class SampleGridCB(Callback):
-    "Write PNG grids of originals over reconstructions to `run_dir/samples/`."
+    "Write PNG grids of originals over reconstructions to `run_dir/samples/` during training and at the end, then an interpolation strip."
     order = 40
-    def __init__(self, run_dir, every_n_steps:int|None=None, n:int=8,
-                 space:ImageSpace|None=None): # The run's image space: grids show unit images
-        self.dir, self.every, self.n, self.space = Path(run_dir)/'samples', every_n_steps, n, space or ImageSpace()
+    def __init__(self, run_dir, every_n_steps:int|None=None, # Also write `step_<N>.png` every N steps
+                 n:int=16, # Validation images per grid
+                 space:ImageSpace|None=None, # The run's image space: grids show unit images
+                 per_row:int=8, # Images per row
+                 min_px:int=96): # Small images are enlarged (nearest neighbour) to at least this many pixels a side
+        self.dir, self.every, self.n, self.space, self.per_row, self.min_px = Path(run_dir)/'samples', every_n_steps, n, space or ImageSpace(), per_row, min_px
     def write(self, learn, name:str):
         if not is_main_process(): return
-        from torchvision.utils import save_image
+        from vae_nb.visualize import save_png
         x, recon = reconstruct_batch(learn, self.n, self.space)
-        self.dir.mkdir(parents=True, exist_ok=True)
-        save_image(recon_figure(x, recon, self.n), self.dir/name)
+        save_png(recon_figure(x, recon, self.n, self.per_row, self.min_px), self.dir/name)
+    def write_interpolation(self, learn):
+        "`interpolation.png`: decoded walks between pairs of validation images."
+        if not is_main_process(): return
+        from vae_nb.visualize import save_png, interpolation_grid
+        dl = learn.dls['val'] if len(learn.dls['val'].dataset) else learn.dls['train']
+        x = torch.stack([dl.dataset[i]['image'] for i in range(min(self.per_row, len(dl.dataset)))])
+        if len(x) < 2: return
+        half = len(x) // 2; x = x[[j for i in range(half) for j in (i, i + half)]]  # pair image i with image i + half: usually two different things
+        with isolated_rng(0): grid = interpolation_grid(_unwrap(learn.model), x, steps=self.per_row, space=self.space, min_px=self.min_px)
+        save_png(grid, self.dir/'interpolation.png')
     def after_step(self, learn):
         if self.every and learn.step % self.every == 0: self.write(learn, f'step_{learn.step}.png')
-    def after_fit(self, learn): self.write(learn, 'recon_final.png')
+    def after_fit(self, learn):
+        self.write(learn, 'recon_final.png')
+        if not getattr(learn, 'interrupted', False): self.write_interpolation(learn)
 
 # %% ../nbs/08_callbacks.ipynb #773cef5c
 @torch.no_grad()
@@ -605,6 +677,10 @@ class CheckpointCB(Callback):
         if self.monitor not in learn.val_metrics:
             raise ConfigError(f"train.best_metric: {self.monitor!r} is not a validation metric; choose one of "
                               + ', '.join(k for k, v in learn.val_metrics.items() if isinstance(v, (int, float)) and k not in ('step', 'epoch')))
+        if self.monitor not in learn.val_metrics:
+            shown = 'loss' if self.monitor == 'total' else self.monitor
+            raise VaeNbError(f"train.best_metric: {shown} is not computed in this run's validation (a loss term whose weight is 0, MS-SSIM on images under 161 px, or LPIPS without log.val_lpips); "
+                             f"choose one of {', '.join(sorted('loss' if k == 'total' else k for k, v in learn.val_metrics.items() if isinstance(v, (int, float)) and k not in ('step', 'epoch')))}")
         value = self.sign * learn.val_metrics[self.monitor]
         if value < self.best: self.best = value; self.save(learn, 'best.pt')
     def after_fit(self, learn):

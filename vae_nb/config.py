@@ -159,7 +159,7 @@ class LogConfig:
     checkpoint_minutes: float|None = 10.0 # Refresh checkpoints/last.pt during training every this many minutes (a crash loses at most that much); it is always written at the end and on Ctrl-C/SIGTERM; None = only then
     keep_checkpoints: int = 3 # How many step checkpoints to keep (oldest deleted first)
     val_lpips: bool = False # Also report LPIPS in validation (needs the LPIPS weights cached unless `loss.lpips_pretrained` is false); on when `loss.lpips_weight` > 0
-    latent_stats_samples: int = 2048 # Training samples encoded at the end of a run for the per-channel latent mean/std stored in the checkpoint (diffusion scale factor); 0 = skip
+    latent_stats_samples: int = 2048 # Training samples encoded at the end of a run for the per-channel mean/std of posterior samples stored in the checkpoint (labelled; vae_nb_save_latents measures the scale factor of what it exports); 0 = skip
 
 # %% ../nbs/01_config.ipynb #dad8f679
 @dataclass
@@ -568,6 +568,10 @@ LOSS_PRESETS = {
 
 # %% ../nbs/01_config.ipynb #36fcfd20
 TRAINING_PRESETS = {
+    'first_run': preset("the built-in handwritten digits at 32x32, conv VAE, 10 epochs of batch 64 at lr 2e-3, sample grids every 50 steps",
+                        "Your first run: what `vae_nb_train` with no arguments trains (about a minute on 2 CPU cores)",
+                        data=dict(path='builtin:digits', image_size=32), train=dict(epochs=10, batch_size=64, lr=2e-3),
+                        log=dict(sample_every_n_steps=50)),
     'quick_test': preset("1 epoch, batch 16, a log row every step", "Debugging, checking a set-up end to end",
                          train=dict(epochs=1, batch_size=16), log=dict(every_n_steps=1)),
     'fast_training': preset("20 epochs, batch 128, lr 1e-3", "Quick results, development",

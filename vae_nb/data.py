@@ -8,10 +8,11 @@ Docs: https://vae-nb.github.io/vae_nb/data.html.md"""
 __all__ = ['SPLIT_NAMES', 'BUILTIN_DATASETS', 'AUGMENTATIONS', 'DEFAULT_AUGMENT', 'make_phantom', 'PhantomDataset',
            'group_by_source', 'folder_records', 'csv_records', 'source_records', 'target_size', 'crop_or_pad',
            'resize_to_cover', 'LoadSample', 'usable_ram', 'cache_budget', 'SharedCache', 'DictCache', 'FileDataset',
-           'match_channels', 'ArrayDataset', 'PatchDataset', 'phantoms_dataset', 'digits_dataset', 'faces_dataset',
-           'retina_dataset', 'mni152_volume', 'mni152_dataset', 'augment_names', 'build_augment', 'SampleTransform',
-           'SplitDataset', 'subset_indices', 'builtin_dataset', 'load_dataset', 'split_indices', 'resolve_cache_dir',
-           'check_reach', 'build_datasets', 'resolve_num_workers', 'drop_last', 'build_dataloaders', 'set_epoch']
+           'match_channels', 'ArrayDataset', 'PatchDataset', 'phantoms_dataset', 'digits_arrays', 'digits_dataset',
+           'faces_dataset', 'retina_dataset', 'mni152_volume', 'mni152_dataset', 'augment_names', 'build_augment',
+           'SampleTransform', 'SplitDataset', 'subset_indices', 'builtin_dataset', 'load_dataset', 'split_indices',
+           'resolve_cache_dir', 'check_reach', 'build_datasets', 'resolve_num_workers', 'drop_last',
+           'build_dataloaders', 'set_epoch']
 
 # %% ../nbs/02_data.ipynb #5de8fbc8
 import csv, logging, math, os, shutil, tempfile, weakref
@@ -399,11 +400,22 @@ def phantoms_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     "The `phantoms` built-in: `data.num_samples` ellipse phantoms at `data.image_size`."
     return PhantomDataset(cfg.num_samples, cfg.image_size, cfg.spatial_dims, cfg.in_channels, seed)
 
+def digits_arrays() -> tuple:
+    "scikit-learn's handwritten digits: images `[1797, 8, 8]` (0-16) and labels, read from the file scikit-learn ships (importing `sklearn.datasets` takes seconds)."
+    import importlib.util
+    spec = importlib.util.find_spec('sklearn')
+    if spec is None: raise VaeNbError("data.path: builtin:digits needs scikit-learn: pip install scikit-learn")
+    f = Path(spec.origin).parent/'datasets'/'data'/'digits.csv.gz'
+    if not f.is_file():  # another scikit-learn layout: ask it
+        from sklearn.datasets import load_digits
+        d = load_digits(); return d.images, d.target
+    data = np.loadtxt(f, delimiter=',')
+    return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
+
 def digits_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     "The `digits` built-in: scikit-learn's 8x8 digits upsampled to the target size, labelled 0-9."
-    from sklearn.datasets import load_digits
-    _only_2d(cfg, 'digits'); digits = load_digits()
-    return ArrayDataset(digits.images[:, None] / 16., target_size(cfg), cfg.in_channels, digits.target, [str(t) for t in digits.target])
+    _only_2d(cfg, 'digits'); images, labels = digits_arrays()
+    return ArrayDataset(images[:, None] / 16., target_size(cfg), cfg.in_channels, labels, [str(t) for t in labels])
 
 def faces_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     "The `faces` built-in: scikit-image's LFW subset (100 faces labelled 1, 100 non-faces labelled 0)."

@@ -9,20 +9,18 @@ __all__ = ['IMAGE_EXTS', 'NIFTI_EXTS', 'DATA_EXTS', 'IMAGE_CHANNELS', 'full_suff
            'FileImage', 'bad_file', 'fit_channels', 'read_image', 'read_nifti', 'read_file', 'check_file',
            'atomic_write', 'write_file', 'list_files', 'problems']
 
-# %% ../nbs/01c_files.ipynb #27674111
+# %% ../nbs/01c_files.ipynb #7daebbfb
 import os, uuid, logging
 from pathlib import Path
 from typing import NamedTuple
 import numpy as np
-from PIL import Image
-import nibabel as nib
 from .core import VaeNbError
 from .rundir import is_run_dir
 
-# %% ../nbs/01c_files.ipynb #d655774e
+# %% ../nbs/01c_files.ipynb #713c5bd3
 _log = logging.getLogger('vae_nb.data')
 
-# %% ../nbs/01c_files.ipynb #d35699da
+# %% ../nbs/01c_files.ipynb #9b4a3008
 IMAGE_EXTS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff')
 NIFTI_EXTS = ('.nii', '.nii.gz')
 DATA_EXTS = IMAGE_EXTS + NIFTI_EXTS
@@ -42,7 +40,7 @@ def is_nifti(path) -> bool: "Is `path` a NIfTI file name?"; return full_suffix(p
 def is_image(path) -> bool: "Is `path` a 2D image file name?"; return full_suffix(path) in IMAGE_EXTS
 def is_tiff(path) -> bool: "Is `path` a TIFF file name?"; return full_suffix(path) in ('.tif', '.tiff')
 
-# %% ../nbs/01c_files.ipynb #15ff99e0
+# %% ../nbs/01c_files.ipynb #fd09b208
 class FileImage(NamedTuple):
     "A data file as read: its values as stored and what a writer needs to write a result back alike."
     array: np.ndarray # `[C, *spatial]` in stored units and dtype (a NIfTI with slope/intercept gives float32)
@@ -54,7 +52,7 @@ def bad_file(path, problem:str) -> VaeNbError:
     "The error for an unusable data file: its name, what is wrong, and the way out."
     return VaeNbError(f"{path}: {problem}; fix or remove the file, or set data.on_bad_file=skip to skip unreadable files")
 
-# %% ../nbs/01c_files.ipynb #d8c79c2c
+# %% ../nbs/01c_files.ipynb #6373b223
 def _opaque(dtype) -> float: return float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.
 
 def _luminance(rgb:np.ndarray) -> np.ndarray:
@@ -79,12 +77,12 @@ def fit_channels(arr:np.ndarray, # `[C, *spatial]`
         return np.concatenate([colour, alpha])
     raise bad_file(path, f'has {c} channels but data.in_channels={channels}')
 
-# %% ../nbs/01c_files.ipynb #dfa2e687
+# %% ../nbs/01c_files.ipynb #0e59a3e8
 _PIL_GREY = ('I;16', 'I;16B', 'I;16L', 'I', 'F')
 
 def _native(arr:np.ndarray) -> np.ndarray: return arr.astype(arr.dtype.newbyteorder('=')) if not arr.dtype.isnative else arr
 
-def _pil_array(im:Image.Image, path) -> np.ndarray:
+def _pil_array(im:'Image.Image', path) -> np.ndarray:
     "A Pillow image as `[C, H, W]` as stored: grey (8, 16-bit or float), grey+alpha, RGB or RGBA."
     if im.mode not in _PIL_GREY and any(';16' in str(t.args) for t in im.tile):  # before `load`, which empties `tile`
         raise bad_file(path, 'is a 16-bit colour image, which can only be read at 8 bits here; save it as a 16-bit TIFF (.tif) to keep its precision')
@@ -114,6 +112,7 @@ def read_image(path, # A 2D image file
                channels:int=1 # Channels wanted: 1 grey, 3 RGB, 4 RGBA
               ) -> FileImage:
     "A 2D image file as `[channels, H, W]` in its stored dtype (uint8, uint16, float32, ...)."
+    from PIL import Image  # here, not at the top: validating a config imports this module
     try:
         if is_tiff(path): arr = _tiff_array(path)
         else:
@@ -123,7 +122,7 @@ def read_image(path, # A 2D image file
     except Exception as e: raise bad_file(path, f'cannot read the image, it is corrupt or truncated ({type(e).__name__}: {e})') from e
     return FileImage(fit_channels(_check_finite(arr, path), channels, path), Path(path))
 
-# %% ../nbs/01c_files.ipynb #550f5a4e
+# %% ../nbs/01c_files.ipynb #ffee06dc
 def _volume_channels(arr:np.ndarray, spatial_dims:int, channels:int, path) -> np.ndarray:
     "`arr` as `[channels, *spatial]`: a trailing 4th (3D) or 3rd (2D) axis holds channels."
     if arr.ndim == spatial_dims: arr = arr[None]
@@ -141,6 +140,7 @@ def read_nifti(path, # A .nii or .nii.gz file
                channels:int=1 # Channels wanted; a single-channel volume is repeated
               ) -> FileImage:
     "A NIfTI file as `[channels, *spatial]` in its stored dtype (scaled files: float32), with its affine and header."
+    import nibabel as nib  # here, not at the top: validating a config imports this module, and `--help` should stay light
     try:
         img = nib.load(str(path))
         arr = img.get_fdata(dtype=np.float32) if _scaled(img.header) else _native(np.asarray(img.dataobj))
@@ -155,7 +155,7 @@ def read_file(path, # An image or NIfTI file
     "Read an image or NIfTI file as `[channels, *spatial]` in its stored units."
     return read_nifti(path, spatial_dims, channels) if is_nifti(path) else read_image(path, channels)
 
-# %% ../nbs/01c_files.ipynb #3e25e43f
+# %% ../nbs/01c_files.ipynb #897a6672
 def check_file(path, # A data file
                spatial_dims:int=2 # The dataset's dimensionality
               ) -> tuple:
@@ -164,6 +164,7 @@ def check_file(path, # A data file
     if not path.is_file(): raise bad_file(path, 'file not found')
     if path.stat().st_size == 0: raise bad_file(path, 'file is empty')
     if is_nifti(path):
+        import nibabel as nib
         try: shape = nib.load(str(path)).shape
         except Exception as e: raise bad_file(path, f'not a readable NIfTI file ({type(e).__name__}: {e})') from e
         if not spatial_dims <= len(shape) <= spatial_dims + 1: raise bad_file(path, f'has shape {shape}, which is not a {spatial_dims}D volume (data.spatial_dims={spatial_dims})')
@@ -173,10 +174,11 @@ def check_file(path, # A data file
         if is_tiff(path):
             import tifffile
             with tifffile.TiffFile(path) as tf: return tuple(tf.series[0].shape[:2])
+        from PIL import Image
         with Image.open(path) as im: return im.size[::-1]
     except Exception as e: raise bad_file(path, f'not a readable image ({type(e).__name__}: {e})') from e
 
-# %% ../nbs/01c_files.ipynb #a041ca8d
+# %% ../nbs/01c_files.ipynb #a0e07d59
 def atomic_write(path, # Destination file; its folder is created
                  write): # Function writing to the path it is given
     "Call `write(tmp)` for a temporary file next to `path`, then rename it to `path`."
@@ -188,16 +190,18 @@ def atomic_write(path, # Destination file; its folder is created
 
 _PIL_FORMATS = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.bmp': 'BMP'}
 
-def _pil_image(arr:np.ndarray, path) -> Image.Image:
+def _pil_image(arr:np.ndarray, path) -> 'Image.Image':
     "`arr` `[C, H, W]` as a Pillow image, or `VaeNbError` when the format cannot hold it."
+    from PIL import Image
     c, fmt = arr.shape[0], _PIL_FORMATS[full_suffix(path)]
     if arr.dtype == np.uint8 and c in (1, 2, 3, 4) and not (fmt != 'PNG' and c in (2, 4)):
         return Image.fromarray(arr[0] if c == 1 else arr.transpose(1, 2, 0))
     if arr.dtype == np.uint16 and c == 1 and fmt == 'PNG': return Image.fromarray(arr[0])
     raise VaeNbError(f"{path}: {fmt} cannot hold {c}-channel {arr.dtype} values; write a .tif (any dtype and channels) or .nii.gz instead")
 
-def _nifti(arr:np.ndarray, like:FileImage|None) -> nib.Nifti1Image:
+def _nifti(arr:np.ndarray, like:FileImage|None) -> 'nib.Nifti1Image':
     "`arr` `[C, *S]` as a NIfTI image with `like`'s affine and header (identity affine without one)."
+    import nibabel as nib
     data = arr[0] if arr.shape[0] == 1 else np.moveaxis(arr, 0, -1)
     affine = like.affine if like is not None and like.affine is not None else np.eye(4)
     header = like.header.copy() if like is not None and like.header is not None else None
@@ -209,7 +213,7 @@ def write_file(path, # Destination: .png .jpg .bmp .tif .nii .nii.gz
               ) -> Path:
     "Write `arr` as the file type `path` names, atomically; returns `path`."
     path, arr = Path(path), np.asarray(arr)
-    if is_nifti(path): img = _nifti(arr, like); return atomic_write(path, lambda p: nib.save(img, str(p)))
+    if is_nifti(path): img = _nifti(arr, like); return atomic_write(path, lambda p: img.to_filename(str(p)))
     if is_tiff(path):
         import tifffile
         data = arr[0] if arr.shape[0] == 1 else arr.transpose(1, 2, 0)
@@ -219,7 +223,7 @@ def write_file(path, # Destination: .png .jpg .bmp .tif .nii .nii.gz
     im = _pil_image(arr, path)
     return atomic_write(path, lambda p: im.save(p, format=_PIL_FORMATS[full_suffix(path)]))
 
-# %% ../nbs/01c_files.ipynb #26494232
+# %% ../nbs/01c_files.ipynb #cf8d7f78
 def _enter(folder:Path, skip:set) -> bool:
     "Should listing descend into `folder`?"
     if folder.name.startswith('.') or folder.resolve() in skip: return False
@@ -238,7 +242,7 @@ def list_files(folder, # Folder to search recursively
         found += [root/f for f in files if not f.startswith('.') and full_suffix(f) in suffixes]
     return sorted(found)
 
-# %% ../nbs/01c_files.ipynb #11a4d769
+# %% ../nbs/01c_files.ipynb #619cf08b
 def _lists_images(path) -> bool:
     "Does the folder or CSV list at `path` hold 2D image files? (Stops at the first.)"
     path = Path(path)

@@ -47,13 +47,13 @@ def build_callbacks(cfg:Config, run_dir:Path) -> list:
            NaNGuardCB(t.nan_policy, cfg, check_every=log.every_n_steps if device.type == 'cuda' else 1), SignalCB(),
            ValidationCB(t.val_interval, lpips, space=space, seed=t.seed), MetricsLoggerCB(run_dir, log.every_n_steps),
            CheckpointCB(run_dir, cfg, t.best_metric, log.checkpoint_every_n_steps, log.keep_checkpoints, log.latent_stats_samples, log.checkpoint_minutes),
+           ProgressCB(bar=log.progress), EstimateCB(t.max_steps, t.grad_accum),
            SampleGridCB(run_dir, log.sample_every_n_steps, space=space)]
     if cfg.paths.resume: cbs.append(ResumeCB(cfg.paths.resume, run_dir))
     if t.grad_accum > 1: cbs.append(GradAccumCB(t.grad_accum))
     if t.grad_clip: cbs.append(GradClipCB(t.grad_clip))
     if log.tensorboard: cbs.append(TensorBoardCB(run_dir, log.every_n_steps, space=space))
     if t.max_steps: cbs.append(MaxStepsCB(t.max_steps))
-    if log.progress: cbs.append(ProgressCB())
     if cfg.loss.adv_weight > 0: cbs.append(GANCB(cfg))
     if is_distributed(): cbs.append(DDPCB(lr_scale(cfg)))
     return cbs
@@ -78,11 +78,13 @@ def build_learner(cfg:Config, run_dir:Path, cbs:list=()) -> Learner:
 def train_run(cfg:Config, # A resolved config (see `get_config`)
               cbs:list=() # Extra callbacks
              ) -> Path:
-    "Train `cfg` and return the run directory holding its config, metrics, TensorBoard events, checkpoints and samples."
+    "Train `cfg` and return the run directory holding its config, metrics, TensorBoard events, checkpoints and samples; its path is printed first (main process)."
     if problems := validate_config(cfg): raise ConfigError(problems)
     with distributed_session(cfg.train.device):  # under torchrun: join the process group before data and model are built
         run_dir = broadcast_object(resolve_run_dir(cfg))  # rank 0's folder name on every rank
-        if is_main_process(): run_dir.mkdir(parents=True, exist_ok=True); save_config(cfg, run_dir/'config.yaml')
+        if is_main_process():
+            run_dir.mkdir(parents=True, exist_ok=True); save_config(cfg, run_dir/'config.yaml')
+            print(f"run directory: {run_dir.resolve()}", flush=True)
         build_learner(cfg, run_dir, cbs).fit(cfg.train.epochs)
     return run_dir
 
