@@ -6,7 +6,7 @@ Docs: https://vae-nb.github.io/vae_nb/annealing.html.md"""
 
 # %% auto #0
 __all__ = ['SCHEDULES', 'ramp_progress', 'lerp', 'constant_schedule', 'linear_schedule', 'sigmoid_schedule', 'cosine_schedule',
-           'cyclical_schedule', 'anneal_problems', 'kl_factor']
+           'cyclical_schedule', 'anneal_problems', 'problems', 'kl_factor']
 
 # %% ../nbs/05_annealing.ipynb #01582fd0
 import math
@@ -59,14 +59,24 @@ def anneal_problems(cfg:AnnealConfig) -> list[str]:
     "Problems with the annealing settings, each as 'field: problem; fix'."
     p = []
     if cfg.schedule not in SCHEDULES: p.append(f"anneal.schedule: unknown {cfg.schedule!r}; choose one of {', '.join(SCHEDULES)}")
-    if cfg.cycle_length < 1: p.append(f"anneal.cycle_length: {cfg.cycle_length} must be >= 1")
-    if not 0 < cfg.ramp_fraction <= 1: p.append(f"anneal.ramp_fraction: {cfg.ramp_fraction} must be in (0, 1]")
-    if not 0 <= cfg.min_factor <= 1: p.append(f"anneal.min_factor: {cfg.min_factor} must be in [0, 1]")
     if cfg.start < 0 or cfg.end < 0: p.append(f"anneal.start/end: {cfg.start}/{cfg.end} must be >= 0")
+    elif cfg.schedule in ('linear', 'sigmoid', 'cosine') and cfg.end <= cfg.start:
+        p.append(f"anneal.end: {cfg.end} must be after anneal.start ({cfg.start}); e.g. anneal.end={cfg.start + 5000}")
+    if cfg.cycle_length < 1: p.append(f"anneal.cycle_length: {cfg.cycle_length} must be >= 1")
+    if cfg.ramp_fraction > 1 and cfg.cycle_length >= 1:
+        p.append(f"anneal.ramp_fraction: {cfg.ramp_fraction:g} > 1: the ramp ({cfg.ramp_fraction * cfg.cycle_length:g} steps) is longer than its cycle "
+                 f"(anneal.cycle_length={cfg.cycle_length}), so it would be cut short every cycle; shorten the ramp (kl_anneal_end - kl_anneal_start) or lengthen the cycle")
+    elif not 0 < cfg.ramp_fraction <= 1: p.append(f"anneal.ramp_fraction: {cfg.ramp_fraction} must be in (0, 1]; try 0.5")
+    if not 0 <= cfg.min_factor <= 1: p.append(f"anneal.min_factor: {cfg.min_factor} must be in [0, 1]")
+    if cfg.schedule == 'sigmoid' and cfg.sigmoid_steepness <= 0: p.append(f"anneal.sigmoid_steepness: {cfg.sigmoid_steepness} must be > 0; try 10")
     return p
 
-def kl_factor(step:int, # Optimizer steps taken so far
+def problems(cfg) -> list[str]: # A `Config`
+    "The annealing part of the config verdict (`vae_nb.config.validate_config`)."
+    return anneal_problems(cfg.anneal)
+
+def kl_factor(step:int, # Optimizer step number: 1 for the first update
               cfg:AnnealConfig) -> float:
-    "The factor in [min_factor, 1] multiplying `loss.kl_weight` at `step` under `cfg.schedule`."
+    "The factor in [min_factor, 1] multiplying `loss.kl_weight` for optimizer step `step` under `cfg.schedule`."
     if problems := anneal_problems(cfg): raise ConfigError(problems)
     return SCHEDULES[cfg.schedule](step, cfg)

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from fastcore.basics import store_attr
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
 from .rundir import RunDir, checkpoint_step, latest_checkpoint
-from .config import Config, TrainConfig, config_to_dict
+from .config import Config, TrainConfig, config_to_dict, precision_problems
 from .space import ImageSpace
 from .annealing import kl_factor
 from .optim import lr_factor
@@ -127,9 +127,7 @@ def resolve_precision(precision:str, # 'auto', 'fp32', 'bf16' or 'fp16'
         if device.type == 'cpu': return 'bf16' if cpu_bf16_native() and CPU_BF16.get(family, False) else 'fp32'
         if device.type != 'cuda': return 'fp32'
         return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
-    if precision == 'fp16' and device.type != 'cuda':
-        raise ConfigError(f"train.precision: fp16 needs a CUDA GPU (device is {device.type}); use bf16 or fp32")
-    if precision == 'bf16' and device.type == 'mps': raise ConfigError("train.precision: bf16 autocast is not supported on MPS; use fp32")
+    if problems := precision_problems(precision, device.type): raise ConfigError(problems)  # the config verdict's rule
     return precision
 
 class MixedPrecisionCB(Callback):
@@ -170,7 +168,7 @@ class LRScheduleCB(Callback):
         self.total = min(x for x in (self.cfg.max_steps, self.cfg.epochs * per_epoch) if x)
     def before_batch(self, learn):
         if not learn.training: return
-        f = lr_factor(learn.step, learn.epoch, self.cfg, self.total)
+        f = lr_factor(learn.step + 1, learn.epoch, self.cfg, self.total)  # the step this batch's update will be
         for g in learn.opt.param_groups: g['lr'] = g['initial_lr'] * f
 
 class GradAccumCB(Callback):
@@ -195,10 +193,10 @@ class GradClipCB(Callback):
 
 # %% ../nbs/08_callbacks.ipynb #e1aeaa23
 class KLWeightCB(Callback):
-    "Set the VAE step's `kl_weight` before each batch: `loss.kl_weight` times the annealing factor at the current step."
+    "Set the VAE step's `kl_weight` before each batch: `loss.kl_weight` times the annealing factor of the optimizer step the batch is for (step numbers start at 1)."
     order = -5
     def __init__(self, cfg:Config): self.cfg = cfg
-    def before_batch(self, learn): learn.get_cb(VAEStepCB).kl_weight = self.cfg.loss.kl_weight * kl_factor(learn.step, self.cfg.anneal)
+    def before_batch(self, learn): learn.get_cb(VAEStepCB).kl_weight = self.cfg.loss.kl_weight * kl_factor(learn.step + 1, self.cfg.anneal)
 
 def _kl_weight(learn) -> float|None:
     "The KL weight of the current batch (the VAE step's), or None."
@@ -674,13 +672,7 @@ class CheckpointCB(Callback):
     def after_epoch(self, learn):
         if learn.training: self.position = (learn.epoch + 1, 0)
     def after_validate(self, learn):
-        if self.monitor not in learn.val_metrics:
-            raise ConfigError(f"train.best_metric: {self.monitor!r} is not a validation metric; choose one of "
-                              + ', '.join(k for k, v in learn.val_metrics.items() if isinstance(v, (int, float)) and k not in ('step', 'epoch')))
-        if self.monitor not in learn.val_metrics:
-            shown = 'loss' if self.monitor == 'total' else self.monitor
-            raise VaeNbError(f"train.best_metric: {shown} is not computed in this run's validation (a loss term whose weight is 0, MS-SSIM on images under 161 px, or LPIPS without log.val_lpips); "
-                             f"choose one of {', '.join(sorted('loss' if k == 'total' else k for k, v in learn.val_metrics.items() if isinstance(v, (int, float)) and k not in ('step', 'epoch')))}")
+        if self.monitor not in learn.val_metrics: return  # the config verdict (`train.best_metric`) allows only metrics validation measures
         value = self.sign * learn.val_metrics[self.monitor]
         if value < self.best: self.best = value; self.save(learn, 'best.pt')
     def after_fit(self, learn):

@@ -14,8 +14,9 @@ from types import SimpleNamespace
 from typing import NamedTuple
 import torch
 from torch import nn
-from .core import VaeNbError
+from .core import VaeNbError, ConfigError
 from .config import Config
+from .families import disc_problems
 from .space import ImageSpace
 from .learner import Callback
 from .models import build_discriminator
@@ -25,15 +26,9 @@ from .losses import patch_logits, discriminator_loss, gan_active, last_decoder_l
 from .distributed import lr_scale, average_gradients, broadcast_params
 
 # %% ../nbs/08b_gan.ipynb #3e5e1362
-def _spatial_size(cfg:Config) -> list:
-    return list(cfg.data.patch_size) if cfg.data.patch_size else [cfg.data.image_size] * cfg.data.spatial_dims
-
 def check_disc_fits(cfg:Config):
-    "Raise a `VaeNbError` when the image is too small for `model.disc_num_layers` downsampling layers."
-    need, size = 3 * 2 ** cfg.model.disc_num_layers, min(_spatial_size(cfg))
-    if size < need: raise VaeNbError(
-        f"model.disc_num_layers: {cfg.model.disc_num_layers} layers need images of at least {need} px per axis but the smallest axis is {size}; "
-        f"lower model.disc_num_layers (at most {max(int(size // 3).bit_length() - 1, 0)}) or raise data.image_size / data.patch_size")
+    "Raise a `ConfigError` when the discriminator does not fit the images (`vae_nb.families.disc_problems`, also part of the config verdict)."
+    if problems := disc_problems(cfg): raise ConfigError(problems)
 
 # %% ../nbs/08b_gan.ipynb #f52ba1e0
 def build_disc(cfg:Config) -> nn.Module:

@@ -20,7 +20,7 @@ from . import __version__
 from .core import VaeNbError
 from .config import Config
 from .files import full_suffix, atomic_write
-from .infer import downsampling
+from .families import total_downsampling
 
 # %% ../nbs/11b_latent_files.ipynb #e97b5193
 def _block(factor) -> np.ndarray:
@@ -76,9 +76,14 @@ def weights_sha256(model) -> str:
         h.update(f"{k}:{t.dtype}:{tuple(v.shape)};".encode()); h.update(t.view(torch.uint8).numpy().tobytes())
     return h.hexdigest()
 
+def _changed(section) -> dict:
+    "The fields of a config section that differ from their defaults (a field added by a later vae_nb does not change it)."
+    default = asdict(type(section)())
+    return {k: v for k, v in asdict(section).items() if k not in default or v != default[k]}
+
 def _fingerprint(rec:dict) -> str:
-    "Short hash of `rec` without the fields that do not change the latents (checkpoint path, version, id)."
-    keep = {k: v for k, v in rec.items() if k not in ('checkpoint', 'vae_nb', 'id')}
+    "Short hash of `rec` without the fields that do not change the latents (checkpoint path, version, the full model config, id)."
+    keep = {k: v for k, v in rec.items() if k not in ('checkpoint', 'vae_nb', 'model', 'id')}
     return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def provenance(checkpoint, # The checkpoint file the model came from
@@ -87,10 +92,10 @@ def provenance(checkpoint, # The checkpoint file the model came from
                seed:int=0, # Seed of the samples
                format:str='.pt') -> dict: # Latent file format
     "The record of what makes a set of latents, with its `id` (fingerprint of all but the checkpoint's path)."
-    rec = {'checkpoint': str(Path(checkpoint).resolve()), 'weights_sha256': weights_sha256(model), 'model': asdict(cfg.model),
+    rec = {'checkpoint': str(Path(checkpoint).resolve()), 'weights_sha256': weights_sha256(model), 'model': asdict(cfg.model), 'model_changes': _changed(cfg.model),
            'input': {k: getattr(cfg.data, k) for k in INPUT_FIELDS if hasattr(cfg.data, k)},
            'latent': 'sample' if sample else 'mean', 'seed': seed if sample else None, 'format': format,
-           'downsampling': downsampling(model, cfg), 'vae_nb': __version__}
+           'downsampling': total_downsampling(cfg.model), 'vae_nb': __version__}
     return {**rec, 'id': _fingerprint(rec)}
 
 def describe(prov:dict) -> str:

@@ -20,7 +20,8 @@ from .core import VaeNbError
 from .config import Config
 from .space import ImageSpace
 from .files import FileImage, full_suffix, stem, atomic_write
-from .infer import (load_model, read_input, encode, train_size, latent_shape_for, downsampling, write_output, input_files,
+from .families import input_size, total_downsampling
+from .infer import (load_model, read_input, encode, latent_shape_for, write_output, input_files,
                           _pad_to, _destination, _model_inputs, _write_csv)
 from .latent_files import (LATENT_SUFFIXES, LatentFile, LatentStats, latent_affine, image_affine, fit_to_shape, check_reference, provenance, describe,
                                   weights_sha256, save_latent, read_latent, load_latent, read_provenance, nib_codes, _sidecar)
@@ -66,7 +67,7 @@ def _check_names(items:list, data):
 @torch.no_grad()
 def _encode_batch(model, cfg:Config, xs:list, keys:list, sample:bool, seed:int) -> list:
     "Latents (means or seeded posterior samples) of the inputs `xs`, stacked into one pass when they fit the patch."
-    size = train_size(cfg)
+    size = input_size(cfg.data)
     if all(all(s <= t for s, t in zip(x.shape[1:], size)) for x in xs):
         p = next(model.parameters())
         mu, logvar = model.encode(torch.cat([_pad_to(x[None], size) for x in xs]).to(p.device, p.dtype))
@@ -79,8 +80,8 @@ def _encode_batch(model, cfg:Config, xs:list, keys:list, sample:bool, seed:int) 
 def input_affine(r:dict, model, cfg:Config):
     "The latent-grid affine for an input read by `read_input` (None for images and flat latents)."
     aff = r.get('affine', getattr(r.get('file'), 'affine', None))
-    if aff is None or cfg.data.spatial_dims != 3 or len(latent_shape_for(model, train_size(cfg))) == 1: return None
-    return latent_affine(aff, downsampling(model, cfg))
+    if aff is None or cfg.data.spatial_dims != 3 or len(latent_shape_for(model, input_size(cfg.data))) == 1: return None
+    return latent_affine(aff, total_downsampling(cfg.model))
 
 # %% ../nbs/11d_latents.ipynb #e8cec7b4
 def _conflicts(out:Path, items:list, prov:dict) -> tuple[list, list]:
@@ -196,7 +197,7 @@ def write_latents(checkpoint, # A training checkpoint
 # %% ../nbs/11d_latents.ipynb #f2ec8625
 def _check_latent(z, model, cfg:Config, path):
     "Raise when latent `z` does not fit the model."
-    want = latent_shape_for(model, train_size(cfg))
+    want = latent_shape_for(model, input_size(cfg.data))
     ok = z.shape == want if len(want) == 1 else (z.ndim == len(want) and z.shape[0] == want[0])
     if not ok: raise VaeNbError(f"{path}: latent shape {tuple(z.shape)} does not fit the model (expects {want if len(want) == 1 else (want[0], '*spatial')}); decode it with the model that wrote it")
 
@@ -243,7 +244,7 @@ def decode_latents(checkpoint, # A training checkpoint (the one that wrote the l
                    device:str='auto') -> list[Path]: # Where the model runs
     "Decode latent files to images (2D) or NIfTI volumes (3D); returns the files written."
     model, cfg = load_model(checkpoint, device); root, out = Path(input), Path(output)
-    paths = input_files(root, LATENT_SUFFIXES); ref, factor, weights = _load_reference(reference), downsampling(model, cfg), weights_sha256(model)
+    paths = input_files(root, LATENT_SUFFIXES); ref, factor, weights = _load_reference(reference), total_downsampling(cfg.model), weights_sha256(model)
     if ref is not None and cfg.data.spatial_dims == 2: raise VaeNbError(f"--reference {reference}: the model is 2D; a reference volume applies to 3D models only")
     lfs = [read_latent(p) for p in paths]
     for p, lf in zip(paths, lfs):
@@ -290,7 +291,9 @@ class LatentDataset(Dataset):
         self.id, self.scale_kind, self.with_path = self.stats['provenance']['id'], scale, with_path
         if bad := [r for r in self.rows if r.get('provenance') != self.id]: raise VaeNbError(f"{self.index}: row {bad[0]['latent']} has provenance {bad[0].get('provenance')!r}, the statistics {self.id!r}; re-run vae_nb_save_latents")
         self.labels, self.classes = _labels(self.rows, label_column, self.index)
-        self.mean, self.std, self.factor = (torch.tensor(self.stats[k], dtype=torch.float32) for k in ('mean', 'std', 'scale_factor'))
+        if scale == 'global' and not self.stats.get('scale_factor'): raise VaeNbError(f"{self.index}: the exported latents are constant, so their scale factor is undefined; use scale='channel' or 'none', or export more inputs")
+        self.mean, self.std = (torch.tensor(self.stats[k], dtype=torch.float32) for k in ('mean', 'std'))
+        self.factor = torch.tensor(self.stats.get('scale_factor') or 1., dtype=torch.float32)
     def __len__(self): return len(self.rows)
 
 # %% ../nbs/11d_latents.ipynb #fb052f7f

@@ -21,15 +21,15 @@ def make_opt_func(cfg:TrainConfig): # Reads optimizer, betas and weight_decay
     return partial(OPTIMIZERS[cfg.optimizer], betas=tuple(cfg.betas), weight_decay=cfg.weight_decay)
 
 # %% ../nbs/07a_optim.ipynb #289ea321
-def lr_factor(step:int, # Optimizer steps taken
+def lr_factor(step:int, # Optimizer step number: 1 for the first update
               epoch:int, # Current epoch
               cfg:TrainConfig, # Reads warmup_steps, scheduler, scheduler_gamma
               total_steps:int|None=None # Steps in the whole run (cosine)
              ) -> float:
-    "Multiplier of the base learning rate at `step`."
-    f = min(1., (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.
+    "Multiplier of the base learning rate for optimizer step `step`: a linear warm-up reaching 1 at step `warmup_steps`, then the schedule."
+    f = min(1., step / cfg.warmup_steps) if cfg.warmup_steps else 1.
     if cfg.scheduler == 'exponential': f *= cfg.scheduler_gamma ** epoch
     elif cfg.scheduler == 'cosine' and total_steps:
-        t = min(max((step - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1), 0.), 1.)
+        t = min(max((step - 1 - cfg.warmup_steps) / max(total_steps - cfg.warmup_steps, 1), 0.), 1.)  # steps done after warm-up
         f *= 0.5 * (1 + math.cos(math.pi * t))
     return f
