@@ -11,10 +11,10 @@ __all__ = ['SECTIONS', 'FLAT_NAMES', 'MONAI_LAYOUT', 'PYTORCH_VAE_LAYOUT', 'UNIF
            'LossConfig', 'AnnealConfig', 'TrainConfig', 'LogConfig', 'PathsConfig', 'Config', 'coerce', 'deep_merge',
            'config_to_dict', 'build_config', 'config_from_dict', 'flatten', 'unflatten', 'parse_override',
            'overrides_to_dict', 'load_config_file', 'save_config', 'NoEquivalent', 'Translation', 'Layout',
-           'detect_layout', 'translate', 'preset', 'load_presets', 'preset_values', 'list_presets', 'data_problems',
-           'loss_problems', 'device_problems', 'precision_problems', 'train_problems', 'has_labels', 'validate_config',
-           'ResolvedConfig', 'resolve_config', 'ConfigNote', 'get_config', 'command_flags', 'resolve_command',
-           'format_config']
+           'detect_layout', 'translate', 'preset', 'load_presets', 'preset_values', 'list_presets', 'builtin_problems',
+           'data_problems', 'loss_problems', 'device_problems', 'precision_problems', 'train_problems', 'has_labels',
+           'validate_config', 'ResolvedConfig', 'resolve_config', 'ConfigNote', 'get_config', 'command_flags',
+           'resolve_command', 'format_config']
 
 # %% ../nbs/01_config.ipynb #e4660682
 import csv, json, difflib, math, re, types, warnings
@@ -596,10 +596,10 @@ LOSS_PRESETS = {
 
 # %% ../nbs/01_config.ipynb #36fcfd20
 TRAINING_PRESETS = {
-    'first_run': preset("the built-in handwritten digits at 32x32, conv VAE, 10 epochs of batch 64 at lr 2e-3, sample grids every 50 steps",
+    'first_run': preset("the built-in handwritten digits at 32x32, a small conv VAE (hidden_dims [16, 32, 64]), 10 epochs of batch 64 at lr 2e-3, sample grids every 50 steps",
                         "Your first run: what `vae_nb_train` with no arguments trains (about a minute on 2 CPU cores)",
-                        data=dict(path='builtin:digits', image_size=32), train=dict(epochs=10, batch_size=64, lr=2e-3),
-                        log=dict(sample_every_n_steps=50)),
+                        data=dict(path='builtin:digits', image_size=32), model=dict(hidden_dims=[16, 32, 64]),
+                        train=dict(epochs=10, batch_size=64, lr=2e-3), log=dict(sample_every_n_steps=50)),
     'quick_test': preset("1 epoch, batch 16, a log row every step", "Debugging, checking a set-up end to end",
                          train=dict(epochs=1, batch_size=16), log=dict(every_n_steps=1)),
     'fast_training': preset("20 epochs, batch 128, lr 1e-3", "Quick results, development",
@@ -736,22 +736,32 @@ def _check_ranges(cfg:Config) -> list[str]:
     return p
 
 # %% ../nbs/01_config.ipynb #fbd9fefa
-BUILTIN_DATA = {'phantoms': dict(dims=(2, 3), labels=False), 'digits': dict(dims=(2,), labels=True), 'faces': dict(dims=(2,), labels=True),
-                'retina': dict(dims=(2,), labels=False), 'mni152': dict(dims=(2, 3), labels=False)} # Built-in datasets: spatial dims they come in, whether they carry class labels
+BUILTIN_DATA = {'phantoms': dict(dims=(2, 3), labels=False, sources=()), 'digits': dict(dims=(2,), labels=True, sources=tuple('0123456789')),
+                'faces': dict(dims=(2,), labels=True, sources=('non_face', 'face')), 'retina': dict(dims=(2,), labels=False, sources=()),
+                'mni152': dict(dims=(2, 3), labels=False, sources=())} # Built-in datasets: spatial dims they come in, whether they carry class labels, their source names (indexed by label)
 AUGMENTATIONS = ('flip', 'rot90', 'affine', 'intensity') # Names `data.augment` takes (true = flip, affine, intensity)
 
-def _builtin_problems(d:DataConfig) -> list[str]:
-    "`builtin:NAME` names a built-in dataset that comes in `data.spatial_dims`."
+def _selection_problems(d:DataConfig, name:str) -> list[str]:
+    "`data.sources` names sources built-in `name` has; `data.val_dir` is unset (built-ins are split by `data.train_split`)."
+    p, have = [], BUILTIN_DATA[name]['sources']
+    if all(d.sources) and 'all' not in d.sources and (missing := [s for s in d.sources if s not in have]):
+        p.append(f"data.sources: {missing} are not sources of builtin:{name}" + (f" (its sources: {', '.join(have)}, or all); choose among them or set data.sources=[all]" if have else
+                 f", which has none; set data.path to the folder whose sub-folders are {list(d.sources)}, or data.sources=[all]"))
+    if d.val_dir: p.append(f"data.val_dir: {d.val_dir} is a validation folder for a data folder, but data.path is builtin:{name}; built-in datasets are split by data.train_split, so unset data.val_dir or point data.path at your training folder")
+    return p
+
+def builtin_problems(d:DataConfig) -> list[str]:
+    "`builtin:NAME` names a built-in dataset that comes in `data.spatial_dims` and has what the data section selects."
     name = d.path.split(':', 1)[1]
     if name not in BUILTIN_DATA:
         return [f"data.path: unknown built-in dataset {name!r}{_suggest(name, BUILTIN_DATA).replace('valid keys', 'choose one of')}; built-ins: {', '.join('builtin:' + k for k in BUILTIN_DATA)}"]
     if d.spatial_dims not in BUILTIN_DATA[name]['dims']:
         return [f"data.path: builtin:{name} is 2D; set data.spatial_dims=2, or use builtin:mni152 or builtin:phantoms for 3D"]
-    return []
+    return _selection_problems(d, name)
 
 def data_problems(d:DataConfig) -> list[str]:
     "Problems with the names and pairs in the data section."
-    p = _builtin_problems(d) if d.path.startswith('builtin:') else []
+    p = builtin_problems(d) if d.path.startswith('builtin:') else []
     if isinstance(d.augment, list) and (bad := [n for n in d.augment if n not in AUGMENTATIONS]):
         p.append(f"data.augment: unknown {bad}; choose from {list(AUGMENTATIONS)}, or true/false")
     if len(d.percentiles) != 2 or not 0 <= d.percentiles[0] < d.percentiles[1] <= 100:

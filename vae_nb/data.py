@@ -25,8 +25,8 @@ from monai import transforms as mt
 from monai.data import PersistentDataset
 from monai.data.utils import worker_init_fn
 from fastcore.basics import patch
-from .core import VaeNbError, world_size
-from .config import Config, DataConfig, AUGMENTATIONS
+from .core import VaeNbError, ConfigError, world_size
+from .config import Config, DataConfig, AUGMENTATIONS, BUILTIN_DATA, builtin_problems
 from .space import ImageSpace, intensity_bounds, source_to_unit, scale_intensity
 from .files import DATA_EXTS, bad_file, check_file, read_file, list_files
 
@@ -415,14 +415,14 @@ def digits_arrays() -> tuple:
 def digits_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     "The `digits` built-in: scikit-learn's 8x8 digits upsampled to the target size, labelled 0-9."
     _only_2d(cfg, 'digits'); images, labels = digits_arrays()
-    return ArrayDataset(images[:, None] / 16., target_size(cfg), cfg.in_channels, labels, [str(t) for t in labels])
+    return ArrayDataset(images[:, None] / 16., target_size(cfg), cfg.in_channels, labels, [BUILTIN_DATA['digits']['sources'][t] for t in labels])
 
 def faces_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
     "The `faces` built-in: scikit-image's LFW subset (100 faces labelled 1, 100 non-faces labelled 0)."
     from skimage.data import lfw_subset
     _only_2d(cfg, 'faces'); images = lfw_subset()
     labels = [1] * 100 + [0] * (len(images) - 100)
-    return ArrayDataset(images[:, None], target_size(cfg), cfg.in_channels, labels, ['face' if l else 'non_face' for l in labels])
+    return ArrayDataset(images[:, None], target_size(cfg), cfg.in_channels, labels, [BUILTIN_DATA['faces']['sources'][l] for l in labels])
 
 # %% ../nbs/02_data.ipynb #dd8b125c
 def retina_dataset(cfg:DataConfig, seed:int=0) -> Dataset:
@@ -535,15 +535,9 @@ def builtin_dataset(cfg:DataConfig, # Data options (`path` is `builtin:NAME`)
                     seed:int=0 # Seed of the dataset and of the subset choice
                    ) -> Dataset:
     "The built-in dataset named by `cfg.path`, with `sources`, `max_per_source` and `max_samples` applied."
-    name = cfg.path.split(':', 1)[1]
-    if name not in BUILTIN_DATASETS: raise VaeNbError(f"data.path: unknown built-in dataset {name!r}; choose one of {', '.join('builtin:' + k for k in BUILTIN_DATASETS)}")
-    if cfg.val_dir: raise VaeNbError(f"data.val_dir: {cfg.val_dir} is a validation folder for a data folder, but data.path is builtin:{name}; built-in datasets are split by data.train_split, so unset data.val_dir or point data.path at your training folder")
-    ds = BUILTIN_DATASETS[name](cfg, seed)
+    if problems := builtin_problems(cfg): raise ConfigError(problems)  # the config's rule (a validated config has passed it already)
+    ds = BUILTIN_DATASETS[cfg.path.split(':', 1)[1]](cfg, seed)
     sources = getattr(ds, 'sources', None) or ['.'] * len(ds)
-    if 'all' not in cfg.sources and (missing := [s for s in cfg.sources if s not in sources]):
-        have = sorted(set(sources)) if sources[0] != '.' else []
-        raise VaeNbError(f"data.sources: {missing} are not sources of builtin:{name}" + (f" (its sources: {', '.join(have)}, or all)" if have else
-                         f", which has none; set data.path to the folder whose sub-folders are {list(cfg.sources)}, or data.sources=[all]"))
     keep = [i for i, s in enumerate(sources) if 'all' in cfg.sources or s in cfg.sources]
     keep = [keep[i] for i in subset_indices([sources[i] for i in keep], [None] * len(keep), cfg.max_per_source, cfg.max_samples, seed)]
     return ds if len(keep) == len(ds) else Subset(ds, keep)

@@ -1,4 +1,4 @@
-"""Reading and writing data files without losing what they hold: 8- and 16-bit PNG, TIFF of any dtype, JPEG and BMP, NIfTI volumes with their affine and header. A reader returns the values as stored (dtype kept) together with what a writer needs to write a result back in the same form; listing a data folder never enters a folder that holds a vae_nb run. The data pipeline (`vae_nb.data`) and inference (`vae_nb.infer`) both read and write through here.
+"""Reading and writing data files without losing what they hold: 8- and 16-bit PNG (grey, grey+alpha, RGB, RGBA), TIFF of any dtype, JPEG and BMP, NIfTI volumes with their affine and header. A reader returns the values as stored (dtype kept) together with what a writer needs to write a result back in the same form; listing a data folder never enters a folder that holds a vae_nb run. The data pipeline (`vae_nb.data`) and inference (`vae_nb.infer`) both read and write through here.
 
 Docs: https://vae-nb.github.io/vae_nb/files.html.md"""
 
@@ -82,9 +82,19 @@ _PIL_GREY = ('I;16', 'I;16B', 'I;16L', 'I', 'F')
 
 def _native(arr:np.ndarray) -> np.ndarray: return arr.astype(arr.dtype.newbyteorder('=')) if not arr.dtype.isnative else arr
 
+def _png16_array(path) -> np.ndarray:
+    "A 16-bit grey+alpha, RGB or RGBA PNG as `[C, H, W]` uint16, all 16 bits kept (torchvision's decoder)."
+    import warnings, torch
+    from torchvision.io import decode_png, ImageReadMode
+    data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
+    with warnings.catch_warnings():  # torchvision 0.29 marks its image decoders deprecated; it still decodes 16-bit PNG, which Pillow cannot
+        warnings.filterwarnings('ignore', category=DeprecationWarning, module='torchvision')
+        return decode_png(data, ImageReadMode.UNCHANGED).numpy()
+
 def _pil_array(im:'Image.Image', path) -> np.ndarray:
-    "A Pillow image as `[C, H, W]` as stored: grey (8, 16-bit or float), grey+alpha, RGB or RGBA."
+    "A Pillow image as `[C, H, W]` as stored: grey (8, 16-bit or float), grey+alpha, RGB or RGBA (16-bit colour PNGs through `_png16_array`)."
     if im.mode not in _PIL_GREY and any(';16' in str(t.args) for t in im.tile):  # before `load`, which empties `tile`
+        if im.format == 'PNG': return _png16_array(path)
         raise bad_file(path, 'is a 16-bit colour image, which can only be read at 8 bits here; save it as a 16-bit TIFF (.tif) to keep its precision')
     im.load()
     if im.mode in _PIL_GREY: return _native(np.asarray(im))[None]
@@ -190,6 +200,18 @@ def atomic_write(path, # Destination file; its folder is created
 
 _PIL_FORMATS = {'.png': 'PNG', '.jpg': 'JPEG', '.jpeg': 'JPEG', '.bmp': 'BMP'}
 
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6} # Channels -> PNG colour type: grey, grey+alpha, RGB, RGBA
+
+def _png16(arr:np.ndarray) -> bytes:
+    "`arr` `[C, H, W]` uint16 (C = 1 to 4) as the bytes of a 16-bit PNG file."
+    import struct, zlib
+    c, h, w = arr.shape
+    rows = np.ascontiguousarray(arr.transpose(1, 2, 0), dtype='>u2').reshape(h, -1).view(np.uint8)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], 1).tobytes()  # each row: filter type 0, then its samples
+    chunk = lambda kind, data: struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+    header = struct.pack('>IIBBBBB', w, h, 16, _PNG_COLOUR_TYPES[c], 0, 0, 0)
+    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', header) + chunk(b'IDAT', zlib.compress(raw, 6)) + chunk(b'IEND', b'')
+
 def _pil_image(arr:np.ndarray, path) -> 'Image.Image':
     "`arr` `[C, H, W]` as a Pillow image, or `VaeNbError` when the format cannot hold it."
     from PIL import Image
@@ -220,6 +242,8 @@ def write_file(path, # Destination: .png .jpg .bmp .tif .nii .nii.gz
         kw = dict(photometric='rgb') if arr.shape[0] in (3, 4) else dict(photometric='minisblack', planarconfig='contig') if arr.shape[0] > 1 else {}
         return atomic_write(path, lambda p: tifffile.imwrite(p, data, **kw))
     if full_suffix(path) not in _PIL_FORMATS: raise VaeNbError(f"{path}: cannot write {full_suffix(path)!r} files; use one of {', '.join(list(_PIL_FORMATS) + ['.tif', '.nii.gz'])}")
+    if full_suffix(path) == '.png' and arr.dtype == np.uint16 and arr.shape[0] in (2, 3, 4):
+        data = _png16(arr); return atomic_write(path, lambda p: p.write_bytes(data))
     im = _pil_image(arr, path)
     return atomic_write(path, lambda p: im.save(p, format=_PIL_FORMATS[full_suffix(path)]))
 
