@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from .core import seed_everything, get_device, is_main_process, ConfigError
 from .config import Config, save_config, validate_config
+from .rundir import RunDir
 from .space import ImageSpace
 from .data import build_dataloaders
 from .models import build_model
@@ -77,7 +78,7 @@ def train_run(cfg:Config, # A resolved config (see `get_config`)
     with distributed_session(cfg.train.device):  # under torchrun: join the process group before data and model are built
         run_dir = broadcast_object(resolve_run_dir(cfg))  # rank 0's folder name on every rank
         if is_main_process():
-            run_dir.mkdir(parents=True, exist_ok=True); save_config(cfg, run_dir/'config.yaml')
+            RunDir(run_dir).checkpoints.mkdir(parents=True, exist_ok=True); save_config(cfg, RunDir(run_dir).config)  # config + checkpoints/: a run (`is_run_dir`) before any sample grid
             print(f"run directory: {run_dir.resolve()}", flush=True)
         build_learner(cfg, run_dir, cbs).fit(cfg.train.epochs)
     return run_dir
