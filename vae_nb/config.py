@@ -1,4 +1,4 @@
-"""One typed schema for every run: data, model, loss, annealing, training, logging and paths. A config is built from presets, a YAML/JSON file (vae_nb's own layout, or the MONAI-style, PyTorch-VAE and flat layouts our users already have) and `key=value` overrides, records where each value came from, and is validated all at once before a run starts.
+"""One typed schema for every run: data, model, loss, annealing, training, logging and paths. A config is built from presets, a YAML/JSON file (vae_nb's own layout, or the MONAI AutoencoderKL JSON, PyTorch-VAE YAML and flat layouts our users already have) and `key=value` overrides, records where each value came from, and is validated all at once before a run starts.
 
 Docs: https://vae-nb.github.io/vae_nb/config.html.md"""
 
