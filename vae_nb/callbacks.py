@@ -682,6 +682,7 @@ class CheckpointCB(Callback):
         "Check the state for non-finite values (`NonFiniteLossError`, exit 3), then write it atomically to `checkpoints/<name>` (rank 0)."
         state, path = self.state(learn), self.dir/name
         if (bad := state_problem(state)) is not None:
+            if (guard := learn.get_cb(NaNGuardCB)) is not None and guard.lazy: guard.check(learn)  # name the step whose loss went bad, when flagged
             raise NonFiniteLossError(f"not writing {path}: {bad} is NaN or infinite at step {learn.step}, so training has diverged; {_last_good(learn)}. Fix: {_fix_hint(self.cfg)}.")
         if is_main_process():
             with writing(path, last=learn.last_checkpoint): atomic_save(state, path)
