@@ -221,6 +221,7 @@ def coerce(value, # The value to check
         elif isinstance(value, str):
             try: return coerce(float(value) if tp is float else int(value), tp)
             except ValueError: pass
+    elif tp is str and isinstance(value, int) and not isinstance(value, bool): return str(value)  # YAML reads `3` (a digit's source name) as a number
     elif isinstance(tp, type) and isinstance(value, tp): return value
     raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
 
@@ -722,6 +723,7 @@ def _check_ranges(cfg:Config) -> list[str]:
         if v is not None and v <= 0: p.append(f"{key}: {v} must be > 0; try 1e-4" if 'lr' in key else f"{key}: {v} must be > 0, or null for no clipping")
     p += _below('train', t, ('batch_size', 'val_batch_size', 'epochs', 'max_steps', 'grad_accum', 'val_interval'), 1)
     p += _below('train', t, ('warmup_steps', 'weight_decay'), 0)
+    if not 0 <= t.seed < 2**32: p.append(f"train.seed: {t.seed} must be in [0, 2**32) (NumPy's seed range); e.g. train.seed=0")
     if t.scheduler == 'exponential' and not 0 < t.scheduler_gamma <= 1: p.append(f"train.scheduler_gamma: {t.scheduler_gamma} must be in (0, 1]; try 0.95")
     p += _below('data', d, ('image_size', 'in_channels', 'num_samples', 'max_samples', 'max_per_source'), 1)
     p += _below('data', d, ('num_workers',), 0)
@@ -734,8 +736,9 @@ def _check_ranges(cfg:Config) -> list[str]:
     return p
 
 # %% ../nbs/01_config.ipynb #fbd9fefa
-BUILTIN_DATA = {'phantoms': dict(dims=(2, 3), labels=False), 'digits': dict(dims=(2,), labels=True), 'faces': dict(dims=(2,), labels=True),
-                'retina': dict(dims=(2,), labels=False), 'mni152': dict(dims=(2, 3), labels=False)} # Built-in datasets: spatial dims they come in, whether they carry class labels
+BUILTIN_DATA = {'phantoms': dict(dims=(2, 3), labels=False, sources=()), 'digits': dict(dims=(2,), labels=True, sources=tuple('0123456789')),
+                'faces': dict(dims=(2,), labels=True, sources=('face', 'non_face')), 'retina': dict(dims=(2,), labels=False, sources=()),
+                'mni152': dict(dims=(2, 3), labels=False, sources=())} # Built-in datasets: spatial dims they come in, whether they carry class labels, named sources `data.sources` can pick
 AUGMENTATIONS = ('flip', 'rot90', 'affine', 'intensity') # Names `data.augment` takes (true = flip, affine, intensity)
 
 def _builtin_problems(d:DataConfig) -> list[str]:
@@ -743,13 +746,20 @@ def _builtin_problems(d:DataConfig) -> list[str]:
     name = d.path.split(':', 1)[1]
     if name not in BUILTIN_DATA:
         return [f"data.path: unknown built-in dataset {name!r}{_suggest(name, BUILTIN_DATA).replace('valid keys', 'choose one of')}; built-ins: {', '.join('builtin:' + k for k in BUILTIN_DATA)}"]
+    p, have = [], BUILTIN_DATA[name]['sources']
     if d.spatial_dims not in BUILTIN_DATA[name]['dims']:
-        return [f"data.path: builtin:{name} is 2D; set data.spatial_dims=2, or use builtin:mni152 or builtin:phantoms for 3D"]
-    return []
+        p.append(f"data.path: builtin:{name} is 2D; set data.spatial_dims=2, or use builtin:mni152 or builtin:phantoms for 3D")
+    if 'all' not in d.sources and (missing := [s for s in d.sources if s not in have]):
+        p.append(f"data.sources: {missing} are not sources of builtin:{name}" + (f" (its sources: {', '.join(have)}, or all)" if have else
+                 f", which has none; set data.path to the folder whose sub-folders are {d.sources}, or data.sources=[all]"))
+    if d.val_dir: p.append(f"data.val_dir: {d.val_dir} is a validation folder for a data folder, but data.path is builtin:{name}; built-in datasets are split by data.train_split, so unset data.val_dir")
+    return p
 
 def data_problems(d:DataConfig) -> list[str]:
     "Problems with the names and pairs in the data section."
     p = _builtin_problems(d) if d.path.startswith('builtin:') else []
+    if d.path.lower().endswith('.csv') and 'all' not in d.sources:
+        p.append(f"data.sources: {d.sources} selects sub-folders, but {d.path} is a CSV file list, which has none; list only the files you want in it, or set data.sources=[all]")
     if isinstance(d.augment, list) and (bad := [n for n in d.augment if n not in AUGMENTATIONS]):
         p.append(f"data.augment: unknown {bad}; choose from {list(AUGMENTATIONS)}, or true/false")
     if len(d.percentiles) != 2 or not 0 <= d.percentiles[0] < d.percentiles[1] <= 100:
