@@ -40,9 +40,11 @@ class RunDir:
 
 # %% ../nbs/00b_rundir.ipynb #b2ca8df5
 def is_run_dir(path) -> bool: # Any path
-    "True when `path` is a folder holding a vae_nb run (its config, metrics or a checkpoint)."
+    "True when `path` is a folder holding a vae_nb run: its config with its checkpoints folder, metrics or TensorBoard events, or a checkpoint."
     rd = RunDir(path)
-    return rd.path.is_dir() and (rd.config.is_file() or rd.metrics.is_file() or any(rd.checkpoints.glob('*.pt')))
+    if not rd.path.is_dir(): return False
+    started = rd.checkpoints.is_dir() or rd.metrics.is_file() or rd.tb.is_dir()
+    return (rd.config.is_file() and started) or any(rd.checkpoints.glob('*.pt'))
 
 # %% ../nbs/00b_rundir.ipynb #5b145fa7
 def checkpoint_step(path) -> int: # A checkpoint file

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from .core import seed_everything, get_device, is_main_process, ConfigError
 from .config import Config, save_config, validate_config
+from .rundir import RunDir
 from .space import ImageSpace
 from .data import build_dataloaders
 from .models import build_model
@@ -34,9 +35,10 @@ def build_callbacks(cfg:Config, run_dir:Path) -> list:
     t, log, device, space = cfg.train, cfg.log, get_device(cfg.train.device), ImageSpace.from_config(cfg)
     lpips = lpips_metric(cfg, device) if log.val_lpips or cfg.loss.lpips_weight > 0 else None
     cbs = [VAEStepCB(), DataOrderCB(), DeviceCB(device, channels_last_format(cfg.data.spatial_dims) if t.channels_last else None),
-           KLWeightCB(cfg), MixedPrecisionCB(t.precision, device), LRScheduleCB(t), NaNGuardCB(t.nan_policy, cfg), SignalCB(),
+           KLWeightCB(cfg), MixedPrecisionCB(t.precision, device, cfg.model.name), LRScheduleCB(t),
+           NaNGuardCB(t.nan_policy, cfg, check_every=log.every_n_steps if device.type == 'cuda' else 1), SignalCB(),
            ValidationCB(t.val_interval, lpips, space=space, seed=t.seed), MetricsLoggerCB(run_dir, log.every_n_steps),
-           CheckpointCB(run_dir, cfg, t.best_metric, log.checkpoint_every_n_steps, log.keep_checkpoints, log.latent_stats_samples),
+           CheckpointCB(run_dir, cfg, t.best_metric, log.checkpoint_every_n_steps, log.keep_checkpoints, log.latent_stats_samples, log.checkpoint_minutes),
            ProgressCB(bar=log.progress), EstimateCB(t.max_steps, t.grad_accum),
            SampleGridCB(run_dir, log.sample_every_n_steps, space=space)]
     if cfg.paths.resume: cbs.append(ResumeCB(cfg.paths.resume, run_dir))
@@ -77,7 +79,7 @@ def train_run(cfg:Config, # A resolved config (see `get_config`)
     with distributed_session(cfg.train.device):  # under torchrun: join the process group before data and model are built
         run_dir = broadcast_object(resolve_run_dir(cfg))  # rank 0's folder name on every rank
         if is_main_process():
-            run_dir.mkdir(parents=True, exist_ok=True); save_config(cfg, run_dir/'config.yaml')
+            RunDir(run_dir).checkpoints.mkdir(parents=True, exist_ok=True); save_config(cfg, RunDir(run_dir).config)  # config + checkpoints/: a run (`is_run_dir`) before any sample grid
             print(f"run directory: {run_dir.resolve()}", flush=True)
         build_learner(cfg, run_dir, cbs).fit(cfg.train.epochs)
     return run_dir

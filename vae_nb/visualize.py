@@ -65,7 +65,7 @@ def save_png(img, # Image tensor `[1|3, H, W]` in [0, 1]
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     arr = img.detach().float().cpu().clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(1, 2, 0).numpy()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.png'); os.close(fd)
-    try: Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(tmp, format='PNG'); os.replace(tmp, path)
+    try: Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(tmp, format='PNG'); os.chmod(tmp, 0o644); os.replace(tmp, path)  # mkstemp's 0600 would hide it from others
     except BaseException: Path(tmp).unlink(missing_ok=True); raise
     return path
 
