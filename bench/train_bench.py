@@ -1,36 +1,43 @@
 """Training throughput benchmark for vae_nb (CPU or GPU).
 
 Prints, in one run:
-1. images/s of the vae_nb `Learner` (standard training callbacks) vs a bare PyTorch loop on the same model and data;
-2. fp32 vs bf16 autocast vs channels_last (and both) for the conv VAE and the 2D KL autoencoder at 64x64:
-   images/s and the validation loss after the same short training, relative to fp32;
-3. achieved GFLOP/s of each run as a share of a measured fp32 matmul peak.
+1. images/s of the vae_nb `Learner` with every callback a default run gets (validation, metrics log, TensorBoard,
+   progress bar, checkpoints, sample grid, NaN guard; all end-of-run work included) vs a bare PyTorch loop on the
+   same model, data and number of steps, both in fp32; interleaved rounds, medians and their ratio;
+2. per model family, fp32 vs bf16 autocast (and with `--channels-last` the channels-last variants): images/s,
+   the validation loss after the same short training relative to fp32, and GFLOP/s as a share of a measured fp32
+   matmul peak; the last column says what `train.precision=auto` picks for that family on this device.
+   `vae_nb.callbacks.CPU_BF16_FAMILIES` records the CPU verdicts (bf16 where it is faster and the validation
+   loss stays within 2 % of fp32).
 
-Usage: python bench/train_bench.py [--steps 20] [--batch-size 16] [--quality-steps 40] [--device auto]
+Usage: python bench/train_bench.py [--epochs 4] [--steps 20] [--batch-size 16] [--quality-steps 40] [--device auto]
 """
-import argparse, copy, math, time
+import argparse, contextlib, copy, io, os, statistics, tempfile, time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 from vae_nb.config import get_config
 from vae_nb.core import get_device, seed_everything
 from vae_nb.data import build_dataloaders
 from vae_nb.models import build_model
-from vae_nb.losses import VAELoss
+from vae_nb.losses import build_loss
 from vae_nb.learner import Callback
-from vae_nb.callbacks import to_device, channels_last_format, MaxStepsCB
+from vae_nb.callbacks import to_device, channels_last_format, resolve_precision, cpu_bf16_native
 from vae_nb.train import build_learner
 
-MODELS = {
-    'conv_vae': ['model.name=conv_vae', 'model.hidden_dims=[32,64,128]', 'model.latent_dim=64'],
+FAMILIES = {  # small members of each family, so a CPU measures them in minutes
+    'conv_vae': ['model.name=conv_vae', 'model.hidden_dims=[32,64,128]', 'model.latent_dim=64', 'data.image_size=32'],
+    'resnet_vae': ['model.name=resnet_vae', 'model.latent_dim=64', 'model.fc_dims=[256]', 'model.decoder_dims=[128,64,32,16,8]', 'data.image_size=32'],
     'autoencoder_kl': ['model.name=autoencoder_kl', 'model.channels=[32,64,64]', 'model.norm_num_groups=16', 'model.num_res_blocks=1',
-                       'model.latent_channels=4', 'model.attention_levels=[false,false,false]',
+                       'model.latent_channels=4', 'model.attention_levels=[false,false,false]', 'data.image_size=32',
                        'model.with_encoder_nonlocal_attn=false', 'model.with_decoder_nonlocal_attn=false'],
+    'maisi': ['model.name=maisi', 'data.spatial_dims=3', 'data.image_size=16', 'model.channels=[16,32,32]', 'model.norm_num_groups=8',
+              'model.num_res_blocks=1', 'model.latent_channels=4', 'model.attention_levels=[false,false,false]',
+              'model.with_encoder_nonlocal_attn=false', 'model.with_decoder_nonlocal_attn=false'],
 }
 
-def make_cfg(model:str, args, *extra):
-    return get_config(overrides=[*MODELS[model], 'data.image_size=64', f'data.num_samples={args.samples}', f'train.batch_size={args.batch_size}',
-                                 'train.epochs=1000', 'log.progress=false', 'log.tensorboard=false', 'log.latent_stats_samples=0',
-                                 'log.every_n_steps=10', f'train.device={args.device}', 'train.precision=fp32', *extra])
+def make_cfg(family:str, args, *extra):
+    return get_config(overrides=[*FAMILIES[family], f'data.num_samples={args.samples}', f'train.batch_size={args.batch_size}',
+                                 f'train.device={args.device}', 'train.precision=fp32', *extra])
 
 def matmul_peak(device, n:int=2048, reps:int=10) -> float:
     "Measured fp32 matmul GFLOP/s."
@@ -55,7 +62,8 @@ def bare_loop(cfg, steps:int, warmup:int=3, precision:str='fp32', channels_last:
     "Images/s of a plain PyTorch loop: same model, data, optimizer and loss as the learner."
     seed_everything(cfg.train.seed)
     device = get_device(cfg.train.device)
-    dl, model, loss_func = build_dataloaders(cfg)['train'], build_model(cfg).to(device), VAELoss(cfg.loss)
+    dl, model = build_dataloaders(cfg)['train'], build_model(cfg).to(device)
+    loss_func = build_loss(cfg, model).to(device)
     fmt = channels_last_format(cfg.data.spatial_dims) if channels_last else None
     if fmt is not None: model = model.to(memory_format=fmt)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr)
@@ -74,31 +82,28 @@ def bare_loop(cfg, steps:int, warmup:int=3, precision:str='fp32', channels_last:
     return n / (time.perf_counter() - t0), model
 
 class Timer(Callback):
-    "Time training steps after `warmup` steps."
-    order = 59
+    "Start timing at training step `warmup`; count the images trained after it."
+    order = 100
     def __init__(self, warmup:int): self.warmup, self.n, self.t0 = warmup, 0, None
     def before_batch(self, learn):
         if learn.training and learn.step == self.warmup and self.t0 is None: sync(next(learn.model.parameters()).device); self.t0 = time.perf_counter()
     def after_step(self, learn):
-        x = learn.batch['image']
-        if self.t0 is not None: self.n += len(x)
-        if learn.step == self.warmup + self.steps: sync(x.device); self.t = time.perf_counter() - self.t0
+        if self.t0 is not None: self.n += len(learn.batch['image'])
 
-def learner_loop(cfg, run_dir, steps:int, warmup:int=3):
-    "Images/s of `build_learner`'s standard training callbacks (validation and end-of-run work excluded)."
-    timer = Timer(warmup); timer.steps = steps
-    cfg.train.max_steps = warmup + steps
+def learner_loop(cfg, run_dir, epochs:int, warmup:int=3):
+    "Images/s of `build_learner` with all its default callbacks, from step `warmup` to the end of `fit` (end-of-run work included)."
+    timer = Timer(warmup)
     learn = build_learner(cfg, run_dir, [timer])
-    learn.cbs = [cb for cb in learn.cbs if type(cb).__name__ not in ('ValidationCB', 'SampleGridCB', 'CheckpointCB')]
-    learn.fit(cfg.train.epochs)
-    return timer.n / timer.t, learn.model
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()): learn.fit(epochs)
+    sync(cfg.train.device if cfg.train.device != 'auto' else get_device())
+    return timer.n / (time.perf_counter() - timer.t0), learn.step
 
 @torch.no_grad()
 def val_loss(model, cfg) -> float:
     "Mean fp32 validation loss (posterior mean decoded, so it is deterministic)."
     device = next(model.parameters()).device
     model = model.float().to(memory_format=torch.contiguous_format).eval()
-    loss_func, total, n = VAELoss(cfg.loss), 0., 0
+    loss_func, total, n = build_loss(cfg, model).to(device), 0., 0
     for batch in build_dataloaders(cfg)['val']:
         x = batch['image'].to(device)
         mu, logvar = model.encode(x)
@@ -106,50 +111,66 @@ def val_loss(model, cfg) -> float:
         total += loss_func(out, x, kl_weight=cfg.loss.kl_weight).total.item() * len(x); n += len(x)
     return total / n
 
+def learner_vs_bare(args, tmp):
+    "Section 1: the default learner vs the bare loop, same steps, interleaved rounds."
+    print(f"1) vae_nb Learner with its default callbacks vs a bare loop (conv_vae 64x64, fp32, {args.epochs} epochs of "
+          f"{args.samples} phantoms, {args.rounds} interleaved rounds)")
+    bare, learner = [], []
+    for r in range(args.rounds):
+        ips, steps = learner_loop(make_cfg('conv_vae', args, f'train.epochs={args.epochs}'), f'{tmp}/learner{r}', args.epochs)
+        learner.append(ips)
+        bare.append(bare_loop(make_cfg('conv_vae', args), steps - 3)[0])
+    b, l = statistics.median(bare), statistics.median(learner)
+    print(f"   bare loop {b:8.1f} img/s   learner {l:8.1f} img/s   ratio {l / b:.3f} (medians; target >= 0.95)   "
+          f"rounds: bare {[round(v, 1) for v in bare]} learner {[round(v, 1) for v in learner]}\n")
+
+def precision_table(args, device, peak):
+    "Section 2: fp32 vs bf16 (and channels-last) per family."
+    print("2) precision per model family (bare loop; images/s median of interleaved rounds, validation loss after "
+          f"{args.quality_steps} steps vs fp32)")
+    print(f"   {'family':16s}{'variant':22s}{'img/s':>9s}{'speed':>8s}{'GFLOP/s':>9s}{'of peak':>9s}{'val loss':>10s}{'vs fp32':>9s}   auto picks")
+    variants = [('fp32', 'fp32', False), ('bf16', 'bf16', False)]
+    if args.channels_last: variants += [('fp32+channels_last', 'fp32', True), ('bf16+channels_last', 'bf16', True)]
+    if device.type == 'cuda': variants.append(('fp16', 'fp16', False))
+    for family in args.families.split(','):
+        cfg = make_cfg(family, args)
+        model = build_model(cfg).to(device)
+        x = build_dataloaders(cfg)['train'].dataset[0]['image'][None].repeat(args.batch_size, *[1] * (cfg.data.spatial_dims + 1)).to(device)
+        flops_per_img = step_flops(model, build_loss(cfg, model).to(device), x) / len(x)
+        speed = {label: [] for label, *_ in variants}
+        for _ in range(args.rounds):
+            for label, prec, cl in variants: speed[label].append(bare_loop(cfg, args.steps, precision=prec, channels_last=cl)[0])
+        base_ips = base_loss = None
+        for label, prec, cl in variants:
+            ips = statistics.median(speed[label])
+            vl = val_loss(bare_loop(cfg, args.quality_steps, warmup=0, precision=prec, channels_last=cl)[1], cfg)
+            base_ips, base_loss = base_ips or ips, base_loss or vl
+            gflops = flops_per_img * ips / 1e9
+            pick = resolve_precision('auto', device, family) if label == 'fp32' else ''
+            print(f"   {family:16s}{label:22s}{ips:9.1f}{ips / base_ips:7.2f}x{gflops:9.1f}{gflops / peak:8.1%}{vl:10.5f}{(vl - base_loss) / abs(base_loss):+8.1%}   {pick}", flush=True)
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--steps', type=int, default=20, help='timed training steps per measurement')
+    p.add_argument('--epochs', type=int, default=4, help='epochs of the learner run in section 1')
+    p.add_argument('--steps', type=int, default=20, help='timed training steps per measurement in section 2')
     p.add_argument('--quality-steps', type=int, default=40, help='training steps before comparing validation losses')
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--samples', type=int, default=288, help='phantoms generated (90%% train)')
     p.add_argument('--device', default='auto')
-    p.add_argument('--rounds', type=int, default=3, help='interleaved learner/bare rounds (best of each is compared)')
+    p.add_argument('--rounds', type=int, default=3, help='interleaved rounds (medians are compared)')
     p.add_argument('--threads', type=int, default=0, help='torch threads (0 = default)')
+    p.add_argument('--families', default=','.join(FAMILIES), help='families measured in section 2')
+    p.add_argument('--channels-last', action='store_true', help='also measure channels-last variants')
+    p.add_argument('--sections', default='1,2')
     args = p.parse_args()
     if args.threads: torch.set_num_threads(args.threads)
     device = get_device(args.device)
-    import tempfile
     tmp = tempfile.mkdtemp()
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}, 64x64")
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch_size}, "
+          f"native CPU bf16: {cpu_bf16_native()}, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     peak = matmul_peak(device)
     print(f"fp32 matmul peak: {peak:.1f} GFLOP/s\n")
-
-    cfg = make_cfg('conv_vae', args)
-    x = build_dataloaders(cfg)['train'].dataset[0]['image'][None].repeat(args.batch_size, 1, 1, 1).to(device)
-    print("1) learner vs bare loop (conv_vae, fp32)")
-    bare, learner = [], []
-    for r in range(args.rounds):  # interleaved rounds, best of each: a shared CPU makes single timings noisy
-        bare.append(bare_loop(cfg, args.steps)[0])
-        learner.append(learner_loop(make_cfg('conv_vae', args), f'{tmp}/learner{r}', args.steps)[0])
-    print(f"   bare loop {max(bare):8.1f} img/s   learner {max(learner):8.1f} img/s   ratio {max(learner) / max(bare):.3f} "
-          f"(best of {args.rounds}; target >= 0.95)   rounds: bare {[round(v, 1) for v in bare]} learner {[round(v, 1) for v in learner]}\n")
-
-    print("2) precision and memory format (images/s, GFLOP/s share of the matmul peak, validation loss vs fp32)")
-    print(f"   {'model':16s}{'variant':22s}{'img/s':>9s}{'speed':>8s}{'GFLOP/s':>9s}{'of peak':>9s}{'val loss':>10s}{'vs fp32':>9s}")
-    for name in MODELS:
-        cfg = make_cfg(name, args)
-        model = build_model(cfg).to(device)
-        flops_per_img = step_flops(model, VAELoss(cfg.loss), x) / len(x)
-        base_ips = base_loss = None
-        variants = [('fp32', 'fp32', False), ('bf16', 'bf16', False), ('fp32+channels_last', 'fp32', True), ('bf16+channels_last', 'bf16', True)]
-        if device.type == 'cuda': variants.append(('fp16', 'fp16', False))
-        for label, prec, cl in variants:
-            ips, _ = bare_loop(cfg, args.steps, precision=prec, channels_last=cl)
-            _, trained = bare_loop(cfg, args.quality_steps, warmup=0, precision=prec, channels_last=cl)
-            vl = val_loss(trained, cfg)
-            base_ips, base_loss = base_ips or ips, base_loss or vl
-            gflops = flops_per_img * ips / 1e9
-            print(f"   {name:16s}{label:22s}{ips:9.1f}{ips / base_ips:7.2f}x{gflops:9.1f}{gflops / peak:8.1%}{vl:10.5f}{(vl - base_loss) / base_loss:+8.1%}")
-    print("\nDefaults: train.precision / train.channels_last are set to the fastest variant whose validation loss stays within 2% of fp32.")
+    if '1' in args.sections: learner_vs_bare(args, tmp)
+    if '2' in args.sections: precision_table(args, device, peak)
 
 if __name__ == '__main__': main()

@@ -1,4 +1,4 @@
-"""One typed schema for every run: data, model, loss, annealing, training, logging and paths. A config is built from presets, a YAML/JSON file (vae_nb's own layout, or the MONAI-style, PyTorch-VAE and flat layouts our users already have) and `key=value` overrides, records where each value came from, and is validated all at once before a run starts.
+"""One typed schema for every run: data, model, loss, annealing, training, logging and paths. A config is built from presets, a YAML/JSON file (vae_nb's own layout, or the MONAI AutoencoderKL JSON, PyTorch-VAE YAML and flat layouts our users already have) and `key=value` overrides, records where each value came from, and is validated all at once before a run starts.
 
 Docs: https://vae-nb.github.io/vae_nb/config.html.md"""
 
@@ -49,9 +49,10 @@ class DataConfig:
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5]) # Lower/upper percentiles for `intensity: percentile`
     imagenet_normalized: bool = False # Inputs are ImageNet-normalized (outputs stay images in [0, 1]); losses, metrics, pictures and written files un-normalize them
     augment: bool|list[str] = False # true for the default set (flip, affine, intensity), or a list from: flip, rot90, affine, intensity; training data only
-    cache: Literal['none', 'memory', 'persistent'] = 'memory' # Keep decoded samples in RAM, on disk (`cache_dir`, for NIfTI), or re-read every epoch
+    cache: Literal['none', 'memory', 'persistent'] = 'memory' # Keep decoded samples in RAM (up to `cache_memory_gb`, shared by the data workers), on disk (`cache_dir`, for NIfTI), or re-read every epoch
+    cache_memory_gb: float|None = None # Budget of `cache: memory` in GB; samples beyond it are read again each epoch; None = a quarter of this machine's RAM
     cache_dir: str|None = None # Folder for `cache: persistent` (shared between runs; entries keyed by file and loading options); None = <run_dir>/cache, or runs/cache without a run dir
-    num_workers: int = 0 # DataLoader worker processes; 0 loads in the main process
+    num_workers: int|Literal['auto'] = 'auto' # DataLoader worker processes; 0 loads in the main process; auto = one per CPU core (at most 8) for file datasets, 0 for built-in ones
     pin_memory: bool = False # Pin host memory for faster copies to the GPU
     on_bad_file: Literal['error', 'skip'] = 'error' # What to do with an unreadable file: stop with its name, or skip it and report the count (skip decodes every file once when the dataset is built)
 
@@ -139,11 +140,11 @@ class TrainConfig:
     warmup_steps: int = 0 # Linear LR warm-up from 0 over this many steps
     grad_clip: float|None = None # Clip the gradient norm to this value; None = no clipping
     grad_accum: int = 1 # Accumulate gradients over this many batches per optimizer step
-    precision: Literal['auto', 'fp32', 'bf16', 'fp16'] = 'auto' # Autocast precision: fp16 (CUDA, with a GradScaler), bf16 (CPU or CUDA), fp32, or auto = bf16 on CUDA (fp16 if unsupported), fp32 on CPU/MPS (bf16 measured slower on CPU; bench/train_bench.py)
+    precision: Literal['auto', 'fp32', 'bf16', 'fp16'] = 'auto' # Autocast precision: fp16 (CUDA, with a GradScaler), bf16 (CPU or CUDA), fp32, or auto = bf16 on CUDA (fp16 if unsupported), bf16 on a CPU with native bf16 for the model families measured faster at equal quality (`vae_nb.callbacks.CPU_BF16`), else fp32
     channels_last: bool = False # Channels-last memory format for model and batches (can be faster with AMP on GPUs; measured slower for the conv VAE on CPU)
     device: str = 'auto' # auto picks CUDA, then MPS, then CPU; or cpu, cuda, cuda:1, mps
     seed: int = 0 # Seed for data order, splits, initial weights and sampling; same seed, same run
-    val_interval: int = 1 # Validate every N epochs
+    val_interval: int|Literal['auto'] = 'auto' # Validate every N epochs (and after the last); auto = after the first and last epoch and whenever validation stays within 2 % of the training time
     best_metric: str = 'loss' # Validation metric that decides `best.pt`: loss, a loss term, mse, psnr, ssim, ms_ssim, lpips... (lower is better; psnr/ssim/ms_ssim higher is better)
     disc_lr: float|None = None # Discriminator learning rate; None = `lr`
     nan_policy: Literal['stop', 'skip', 'rollback'] = 'stop' # On a non-finite loss: stop with a report, skip the batch, or reload the last good state with a lower LR
@@ -157,6 +158,7 @@ class LogConfig:
     tensorboard: bool = True # Write TensorBoard events under <run_dir>/tb
     sample_every_n_steps: int|None = None # Write a reconstruction grid to samples/ every N steps (always at the end)
     checkpoint_every_n_steps: int|None = None # Also write checkpoints/step_<N>.pt every N steps
+    checkpoint_minutes: float|None = 10.0 # Refresh checkpoints/last.pt during training every this many minutes (a crash loses at most that much); it is always written at the end and on Ctrl-C/SIGTERM; None = only then
     keep_checkpoints: int = 3 # How many step checkpoints to keep (oldest deleted first)
     val_lpips: bool = False # Also report LPIPS in validation (needs the LPIPS weights cached unless `loss.lpips_pretrained` is false); on when `loss.lpips_weight` > 0
     latent_stats_samples: int = 2048 # Training samples encoded at the end of a run for the per-channel mean/std of posterior samples stored in the checkpoint (labelled; vae_nb_save_latents measures the scale factor of what it exports); 0 = skip
@@ -713,7 +715,7 @@ def list_presets(presets:dict|None=None # Preset groups; the built-ins if None
 def _below(section:str, obj, names, low, fix:str='') -> list[str]:
     "Problems for the fields `names` of `obj` below `low` (None means 'off' and is fine)."
     vals = {n: getattr(obj, n, None) for n in names}
-    return [f"{section}.{n}: {v} must be >= {low}{fix}" for n, v in vals.items() if v is not None and not isinstance(v, (list, bool)) and v < low]
+    return [f"{section}.{n}: {v} must be >= {low}{fix}" for n, v in vals.items() if v is not None and not isinstance(v, (list, bool, str)) and v < low]
 
 def _check_ranges(cfg:Config) -> list[str]:
     "Ranges of single values."
@@ -724,13 +726,13 @@ def _check_ranges(cfg:Config) -> list[str]:
     p += _below('train', t, ('warmup_steps', 'weight_decay'), 0)
     if t.scheduler == 'exponential' and not 0 < t.scheduler_gamma <= 1: p.append(f"train.scheduler_gamma: {t.scheduler_gamma} must be in (0, 1]; try 0.95")
     p += _below('data', d, ('image_size', 'in_channels', 'num_samples', 'max_samples', 'max_per_source'), 1)
-    p += _below('data', d, ('num_workers',), 0)
+    p += _below('data', d, ('num_workers', 'cache_memory_gb'), 0)
     if not d.path: p.append("data.path: is empty; give a folder, a CSV file list, or builtin:NAME (e.g. builtin:phantoms)")
     if not 0 < d.train_split <= 1: p.append(f"data.train_split: {d.train_split} must be in (0, 1]; try 0.9")
     p += _below('model', cfg.model, ('latent_dim', 'latent_channels', 'norm_num_groups'), 1)
     if cfg.model.logvar_clamp <= 0 or cfg.model.norm_eps <= 0: p.append(f"model.logvar_clamp ({cfg.model.logvar_clamp}) and model.norm_eps ({cfg.model.norm_eps}) must be > 0")
     p += _below('log', cfg.log, ('every_n_steps', 'sample_every_n_steps', 'checkpoint_every_n_steps'), 1)
-    p += _below('log', cfg.log, ('keep_checkpoints', 'latent_stats_samples'), 0)
+    p += _below('log', cfg.log, ('keep_checkpoints', 'latent_stats_samples', 'checkpoint_minutes'), 0)
     return p
 
 # %% ../nbs/01_config.ipynb #fbd9fefa

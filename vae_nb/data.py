@@ -7,19 +7,19 @@ Docs: https://vae-nb.github.io/vae_nb/data.html.md"""
 # %% auto #0
 __all__ = ['SPLIT_NAMES', 'BUILTIN_DATASETS', 'DEFAULT_AUGMENT', 'make_phantom', 'PhantomDataset', 'group_by_source',
            'folder_records', 'csv_records', 'source_records', 'target_size', 'crop_or_pad', 'resize_to_cover',
-           'LoadSample', 'FileDataset', 'match_channels', 'ArrayDataset', 'PatchDataset', 'phantoms_dataset',
-           'digits_arrays', 'digits_dataset', 'faces_dataset', 'retina_dataset', 'mni152_volume', 'mni152_dataset',
-           'augment_names', 'build_augment', 'SampleTransform', 'SplitDataset', 'subset_indices', 'builtin_dataset',
-           'load_dataset', 'split_indices', 'resolve_cache_dir', 'check_reach', 'build_datasets', 'build_dataloaders',
-           'set_epoch']
+           'LoadSample', 'usable_ram', 'cache_budget', 'SharedCache', 'DictCache', 'FileDataset', 'match_channels',
+           'ArrayDataset', 'PatchDataset', 'phantoms_dataset', 'digits_arrays', 'digits_dataset', 'faces_dataset',
+           'retina_dataset', 'mni152_volume', 'mni152_dataset', 'augment_names', 'build_augment', 'SampleTransform',
+           'SplitDataset', 'subset_indices', 'builtin_dataset', 'load_dataset', 'split_indices', 'resolve_cache_dir',
+           'check_reach', 'build_datasets', 'resolve_num_workers', 'drop_last', 'build_dataloaders', 'set_epoch']
 
 # %% ../nbs/02_data.ipynb #5de8fbc8
-import csv, logging
+import csv, logging, math, os, shutil, tempfile, weakref
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset, DataLoader, Subset
+from torch.utils.data import Dataset, DataLoader, Subset, get_worker_info
 from torch.utils.data.distributed import DistributedSampler
 from monai import transforms as mt
 from monai.data import PersistentDataset
@@ -196,6 +196,74 @@ def _stamp(path) -> str:
     "Size and modification time of `path`, so a changed file misses the persistent cache."
     st = Path(path).stat(); return f'{st.st_size}-{st.st_mtime_ns}'
 
+# %% ../nbs/02_data.ipynb #cf5af34f
+def usable_ram() -> int:
+    "Bytes of RAM this process may use: the machine's, or the container's limit when it is lower."
+    ram = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+    try: limit = Path('/sys/fs/cgroup/memory.max').read_text().strip()
+    except OSError: limit = 'max'
+    return min(ram, int(limit)) if limit.isdigit() else ram
+
+def cache_budget(cfg:DataConfig) -> int:
+    "Bytes that `cache: memory` may hold in this process's node share."
+    if cfg.cache_memory_gb is not None: return int(cfg.cache_memory_gb * 2 ** 30)
+    return usable_ram() // 4 // int(os.environ.get('LOCAL_WORLD_SIZE', 1))
+
+# %% ../nbs/02_data.ipynb #bbe45b59
+def _cache_folder(nbytes:int) -> str|None:
+    "`/dev/shm` when it has room for `nbytes` (plus 1 GB to spare), else the default temp folder."
+    try: st = os.statvfs('/dev/shm')
+    except OSError: return None
+    return '/dev/shm' if st.f_bavail * st.f_frsize > nbytes + 2 ** 30 else None
+
+def _remove_cache(folder:str, owner:int, getpid=os.getpid, rmtree=shutil.rmtree):
+    if getpid() == owner: rmtree(folder, ignore_errors=True)  # never from a forked worker
+
+class SharedCache:
+    "Up to `n` float32 images of `shape`, within `budget` bytes, in memory shared by every process that uses the dataset."
+    def __init__(self, n:int, # Samples in the dataset
+                 shape:tuple, # Shape of every image, `[C, *spatial]`
+                 budget:int): # Bytes the cache may hold
+        self.shape, per = tuple(shape), 4 * math.prod(shape)
+        self.n = max(0, min(n, budget // per))
+        self.folder = tempfile.mkdtemp(prefix='vae_nb_cache_', dir=_cache_folder(self.n * per))
+        weakref.finalize(self, _remove_cache, self.folder, os.getpid())
+        self._map('w+')
+    def _map(self, mode:str):
+        rows = max(self.n, 1)
+        self.images = np.memmap(f'{self.folder}/images', np.float32, mode, shape=(rows, *self.shape))
+        self.filled = np.memmap(f'{self.folder}/filled', np.uint8, mode, shape=(rows,))
+    def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k not in ('images', 'filled')}
+    def __setstate__(self, state): self.__dict__.update(state); self._map('r+')  # a spawned worker maps the same file
+    def __len__(self): return int(self.filled[:self.n].sum())
+    @property
+    def nbytes(self) -> int: return 4 * self.n * math.prod(self.shape)
+    def get(self, i:int) -> torch.Tensor|None:
+        "Image `i`, or None when it is not cached."
+        return torch.from_numpy(np.array(self.images[i])) if i < self.n and self.filled[i] else None
+    def put(self, i:int, image:torch.Tensor):
+        "Cache image `i` if it has a slot and the expected shape."
+        if i < self.n and tuple(image.shape) == self.shape: self.images[i] = image.numpy(); self.filled[i] = 1
+    def keep(self, rows:list):
+        "Keep only the slots at `rows`, in that order (rows only ever move down)."
+        for new, old in enumerate(rows):
+            if new != old and old < self.n: self.images[new], self.filled[new] = self.images[old], self.filled[old]
+        self.filled[len(rows):] = 0
+
+# %% ../nbs/02_data.ipynb #cd2a67fb
+class DictCache:
+    "Images of any shape in a dict of this process, within its share of `budget` bytes (data workers split it)."
+    def __init__(self, budget:int): self.budget, self.items, self.used = budget, {}, 0
+    def __len__(self): return len(self.items)
+    def get(self, i:int) -> torch.Tensor|None: return self.items.get(i)
+    def put(self, i:int, image:torch.Tensor):
+        info = get_worker_info()
+        if i not in self.items and self.used + image.nbytes <= self.budget // (info.num_workers + 1 if info else 1):
+            self.items[i] = image; self.used += image.nbytes
+    def keep(self, rows:list):
+        self.items = {new: self.items[old] for new, old in enumerate(rows) if old in self.items}
+        self.used = sum(v.nbytes for v in self.items.values())
+
 # %% ../nbs/02_data.ipynb #af00b22a
 class FileDataset(Dataset):
     "Samples read from a list of file records through `LoadSample`, cached in memory, on disk, or not at all."
@@ -204,7 +272,8 @@ class FileDataset(Dataset):
                  cache_dir:str|Path|None=None, # Folder for `cache: persistent`
                  check:bool=True): # Check every file up front (and in skip mode decode it)
         self.loader, self.cache, self.on_bad_file, self.cache_dir = LoadSample(cfg), cfg.cache, cfg.on_bad_file, cache_dir
-        self.records, self.skipped_files, self._memory, self._persistent = list(records), [], {}, None
+        self.records, self.skipped_files, self._persistent = list(records), [], None
+        self._memory = self._make_memory(cfg) if cfg.cache == 'memory' else DictCache(0)
         if cfg.cache == 'persistent' and cache_dir is None: raise VaeNbError("data.cache_dir: needed for data.cache=persistent; set data.cache_dir or paths.run_dir")
         if check: self.check_files()
     def __len__(self): return len(self.records)
@@ -221,11 +290,24 @@ def _make_persistent(self:FileDataset):
     return PersistentDataset(items, self.loader, cache_dir=self.cache_dir)
 
 @patch
+def _make_memory(self:FileDataset, cfg:DataConfig):
+    "The memory cache: shared when every image has the same shape, else per process."
+    if self.loader.geometry == 'pad': return DictCache(cache_budget(cfg))
+    return SharedCache(len(self.records), (self.loader.channels, *self.loader.size), cache_budget(cfg))
+
+@patch
+def _cached_sample(self:FileDataset, i:int, image:torch.Tensor) -> dict:
+    "Sample `i` around its cached image, as `LoadSample` would give it."
+    r = self.records[i]
+    return {'image': image, 'path': str(r['path']), **({'label': int(r['label'])} if r.get('label') is not None else {})}
+
+@patch
 def load(self:FileDataset, i:int) -> dict:
     "Sample `i` from the cache, or read it (raises `VaeNbError` for a bad file)."
     if self.cache == 'memory':
-        if i not in self._memory: self._memory[i] = self.loader(self.records[i])
-        return self._memory[i]
+        if (image := self._memory.get(i)) is not None: return self._cached_sample(i, image)
+        sample = self.loader(self.records[i]); self._memory.put(i, sample['image'])
+        return sample
     if self.cache == 'persistent':
         if self._persistent is None: self._persistent = self._make_persistent()
         try: return self._persistent[i]
@@ -259,7 +341,7 @@ def check_files(self:FileDataset):
             problems.append(str(e).split('; fix or remove')[0]); self.skipped_files.append(r['path']); _log.info(f'skipping {problems[-1]}')
     if problems: _log.warning(f"skipped {len(problems)} of {len(self.records)} files that could not be read (data.on_bad_file=skip): " + '; '.join(problems[:5]) + ('; ...' if len(problems) > 5 else ''))
     if not good: raise VaeNbError(f"no readable files left: all {len(self.records)} failed; first: {problems[0]}")
-    self._memory = {new: self._memory[old] for new, old in enumerate(good) if old in self._memory}
+    self._memory.keep(good)
     self.records, self._persistent = [self.records[i] for i in good], None
 
 # %% ../nbs/02_data.ipynb #2cea8920
@@ -517,17 +599,40 @@ def _is_distributed() -> bool:
     "Is this process one of several in an initialized process group?"
     return torch.distributed.is_available() and torch.distributed.is_initialized() and world_size() > 1
 
+def _file_dataset(ds) -> bool:
+    "Does `ds` (or the dataset it wraps) read files?"
+    while not isinstance(ds, FileDataset) and hasattr(ds, 'dataset'): ds = ds.dataset
+    return isinstance(ds, FileDataset)
+
+def resolve_num_workers(setting, # `data.num_workers`: a count, or 'auto'
+                        dataset, # What the loader reads
+                        batch_size:int) -> int:
+    "Worker processes for `dataset`: `setting`, or for 'auto' one per usable CPU core (at most 8) when it reads files and has 4 batches or more, else 0."
+    if setting != 'auto': return setting
+    if not _file_dataset(dataset) or len(dataset) < 4 * batch_size: return 0
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count() or 1)
+
+def _loader_options(cfg:Config, ds) -> dict:
+    nw = resolve_num_workers(cfg.data.num_workers, ds, cfg.train.batch_size)
+    return dict(num_workers=nw, pin_memory=cfg.data.pin_memory and torch.cuda.is_available(), persistent_workers=nw > 0,
+                worker_init_fn=worker_init_fn if nw > 0 else None)
+
+def drop_last(n:int, # Training samples
+              batch_size:int, # Per process
+              replicas:int=1) -> bool: # Processes sharing the samples
+    "Drop the last partial batch of each process when it holds less than half a batch (a few samples would weigh as much as a full batch in that step), never all of the data."
+    per = math.ceil(n / replicas)
+    return per >= batch_size and 0 < per % batch_size < batch_size / 2
+
 def build_dataloaders(cfg:Config, datasets:dict|None=None) -> dict:
     "Shuffled, seeded training loader and ordered validation loader for `cfg` (distributed samplers under torchrun)."
     datasets = datasets or build_datasets(cfg)
-    bs, nw, seed, dist = cfg.train.batch_size, cfg.data.num_workers, cfg.train.seed, _is_distributed()
-    kw = dict(num_workers=nw, pin_memory=cfg.data.pin_memory and torch.cuda.is_available(), persistent_workers=nw > 0,
-              worker_init_fn=worker_init_fn if nw > 0 else None)
+    bs, seed, dist = cfg.train.batch_size, cfg.train.seed, _is_distributed()
     train_ds, val_ds = datasets['train'], datasets['val']
     train_sampler = DistributedSampler(train_ds, shuffle=True, seed=seed) if dist else None
-    train = DataLoader(train_ds, bs, shuffle=train_sampler is None, sampler=train_sampler, drop_last=len(train_ds) >= bs * (world_size() if dist else 1),
-                       generator=torch.Generator().manual_seed(seed), **kw)
-    val = DataLoader(val_ds, bs, shuffle=False, sampler=DistributedSampler(val_ds, shuffle=False) if dist else None, **kw)
+    train = DataLoader(train_ds, bs, shuffle=train_sampler is None, sampler=train_sampler, drop_last=drop_last(len(train_ds), bs, world_size() if dist else 1),
+                       generator=torch.Generator().manual_seed(seed), **_loader_options(cfg, train_ds))
+    val = DataLoader(val_ds, bs, shuffle=False, sampler=DistributedSampler(val_ds, shuffle=False) if dist else None, **_loader_options(cfg, val_ds))
     return {'train': train, 'val': val}
 
 def set_epoch(dls:dict, epoch:int):
