@@ -223,6 +223,7 @@ def coerce(value, # The value to check
         elif isinstance(value, str):
             try: return coerce(float(value) if tp is float else int(value), tp)
             except ValueError: pass
+    elif tp is str and isinstance(value, int) and not isinstance(value, bool): return str(value)  # YAML reads `3` (a digit's source name) as a number
     elif isinstance(tp, type) and isinstance(value, tp): return value
     raise TypeError(f"expected {_type_name(tp)}, got {value!r}")
 
@@ -724,6 +725,7 @@ def _check_ranges(cfg:Config) -> list[str]:
         if v is not None and v <= 0: p.append(f"{key}: {v} must be > 0; try 1e-4" if 'lr' in key else f"{key}: {v} must be > 0, or null for no clipping")
     p += _below('train', t, ('batch_size', 'val_batch_size', 'epochs', 'max_steps', 'grad_accum', 'val_interval'), 1)
     p += _below('train', t, ('warmup_steps', 'weight_decay'), 0)
+    if not 0 <= t.seed < 2**32: p.append(f"train.seed: {t.seed} must be in [0, 2**32) (NumPy's seed range); e.g. train.seed=0")
     if t.scheduler == 'exponential' and not 0 < t.scheduler_gamma <= 1: p.append(f"train.scheduler_gamma: {t.scheduler_gamma} must be in (0, 1]; try 0.95")
     p += _below('data', d, ('image_size', 'in_channels', 'num_samples', 'max_samples', 'max_per_source'), 1)
     p += _below('data', d, ('num_workers', 'cache_memory_gb'), 0)
@@ -755,6 +757,7 @@ def builtin_problems(d:DataConfig) -> list[str]:
     name = d.path.split(':', 1)[1]
     if name not in BUILTIN_DATA:
         return [f"data.path: unknown built-in dataset {name!r}{_suggest(name, BUILTIN_DATA).replace('valid keys', 'choose one of')}; built-ins: {', '.join('builtin:' + k for k in BUILTIN_DATA)}"]
+    p, have = [], BUILTIN_DATA[name]['sources']
     if d.spatial_dims not in BUILTIN_DATA[name]['dims']:
         return [f"data.path: builtin:{name} is 2D; set data.spatial_dims=2, or use builtin:mni152 or builtin:phantoms for 3D"]
     return _selection_problems(d, name)
@@ -762,6 +765,8 @@ def builtin_problems(d:DataConfig) -> list[str]:
 def data_problems(d:DataConfig) -> list[str]:
     "Problems with the names and pairs in the data section."
     p = builtin_problems(d) if d.path.startswith('builtin:') else []
+    if d.path.lower().endswith('.csv') and 'all' not in d.sources:
+        p.append(f"data.sources: {d.sources} selects sub-folders, but {d.path} is a CSV file list, which has none; list only the files you want in it, or set data.sources=[all]")
     if isinstance(d.augment, list) and (bad := [n for n in d.augment if n not in AUGMENTATIONS]):
         p.append(f"data.augment: unknown {bad}; choose from {list(AUGMENTATIONS)}, or true/false")
     if len(d.percentiles) != 2 or not 0 <= d.percentiles[0] < d.percentiles[1] <= 100:

@@ -85,7 +85,8 @@ def _native(arr:np.ndarray) -> np.ndarray: return arr.astype(arr.dtype.newbyteor
 def _png16_array(path) -> np.ndarray:
     "A 16-bit grey+alpha, RGB or RGBA PNG as `[C, H, W]` uint16, all 16 bits kept (torchvision's decoder)."
     import warnings, torch
-    from torchvision.io import decode_png, ImageReadMode
+    try: from torchvision.io import decode_png, ImageReadMode
+    except ImportError as e: raise bad_file(path, f"is a 16-bit colour PNG, read here through torchvision's PNG decoder, which this torchvision lacks ({e}); save it as a 16-bit TIFF (.tif)") from e
     data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
     with warnings.catch_warnings():  # torchvision 0.29 marks its image decoders deprecated; it still decodes 16-bit PNG, which Pillow cannot
         warnings.filterwarnings('ignore', category=DeprecationWarning, module='torchvision')
