@@ -7,8 +7,9 @@ Prints, in one run:
 2. per model family, fp32 vs bf16 autocast (and with `--channels-last` the channels-last variants): images/s,
    the validation loss after the same short training relative to fp32, and GFLOP/s as a share of a measured fp32
    matmul peak; the last column says what `train.precision=auto` picks for that family on this device.
-   `vae_nb.callbacks.CPU_BF16_FAMILIES` records the CPU verdicts (bf16 where it is faster and the validation
-   loss stays within 2 % of fp32).
+   Each family's `cpu_bf16` in `vae_nb.families` records the CPU verdict (bf16 where it ran at least 1.1x faster with
+   the validation loss within 2 % of fp32); the callbacks notebook holds the table. On a shared machine use
+   `--threads 1`: with more threads than free cores, threads waiting on each other dominate the timings.
 
 Usage: python bench/train_bench.py [--epochs 4] [--steps 20] [--batch-size 16] [--quality-steps 40] [--device auto]
 """

@@ -27,6 +27,7 @@ class Family(NamedTuple):
     downsampling_rule: str # `downsampling` as an expression of `model` fields, for messages
     downsampling: Callable # `model` section -> the factor every input axis must divide by
     batch_norm: bool = False # Uses BatchNorm: training needs more than one value per channel
+    cpu_bf16: bool = False # bf16 autocast measured faster than fp32 on a CPU with native bf16 (AVX512-BF16, AMX) at a validation loss within 2 %, so `train.precision=auto` picks it there (bench/train_bench.py; table in the callbacks notebook)
     needs: Callable = lambda m: [] # `model` section -> what the family needs beyond images (pretrained weights...)
     rules: Callable = lambda cfg: [] # `cfg` -> problems with the settings only this family reads
 
@@ -88,13 +89,13 @@ def _resnet_needs(m) -> list[str]:
 
 FAMILIES = {f.name: f for f in [
     Family('conv_vae', "Conv encoder -> flat Gaussian latent -> transposed-conv decoder", (2, 3), 'vector',
-           '2**len(model.hidden_dims)', lambda m: 2 ** len(m.hidden_dims), batch_norm=True, rules=_conv_rules),
+           '2**len(model.hidden_dims)', lambda m: 2 ** len(m.hidden_dims), batch_norm=True, cpu_bf16=True, rules=_conv_rules),
     Family('resnet_vae', "torchvision ResNet encoder -> FC layers -> flat latent -> transposed-conv decoder", (2,), 'vector',
            '2**len(model.decoder_dims)', lambda m: 2 ** len(m.decoder_dims), batch_norm=True, needs=_resnet_needs, rules=_resnet_rules),
     Family('autoencoder_kl', "MONAI AutoencoderKL: spatial latent, GroupNorm, optional attention", (2, 3), 'spatial',
-           '2**(len(model.channels)-1)', lambda m: 2 ** max(len(m.channels) - 1, 0), rules=_kl_rules),
+           '2**(len(model.channels)-1)', lambda m: 2 ** max(len(m.channels) - 1, 0), cpu_bf16=True, rules=_kl_rules),
     Family('maisi', "MONAI MAISI autoencoder: memory-efficient 3D KL autoencoder", (3,), 'spatial',
-           '2**(len(model.channels)-1)', lambda m: 2 ** max(len(m.channels) - 1, 0), rules=_maisi_rules),
+           '2**(len(model.channels)-1)', lambda m: 2 ** max(len(m.channels) - 1, 0), cpu_bf16=True, rules=_maisi_rules),
 ]} # Every model family by `model.name`; `vae_nb.models.MODELS` builds each
 
 # %% ../nbs/00c_families.ipynb #35fd1a95
