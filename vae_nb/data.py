@@ -26,7 +26,8 @@ from monai.data import PersistentDataset
 from monai.data.utils import worker_init_fn
 from fastcore.basics import patch
 from .core import VaeNbError, ConfigError, world_size
-from .config import Config, DataConfig, AUGMENTATIONS, BUILTIN_DATA, builtin_problems
+from .config import AUGMENTATIONS, BUILTIN_DATA, builtin_problems
+from .schema import Config, DataConfig
 from .rundir import RunDir
 from .space import ImageSpace, intensity_bounds, source_to_unit, scale_intensity
 from .files import DATA_EXTS, bad_file, check_file, read_file, list_files

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, load_checkpoint, get_device, seed_everything, first_nonfinite
 from .rundir import CHECKPOINT_DIR, model_checkpoint
-from .config import Config, config_from_dict, get_config, resolve_command
+from .config import get_config, resolve_command
+from .schema import Config, config_from_dict
 from .models import build_model
 from .families import input_size, is_spatial_latent, total_downsampling
 from .space import ImageSpace, intensity_bounds, source_to_unit, unit_to_source
