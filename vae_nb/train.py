@@ -18,7 +18,7 @@ from .config import validate_config
 from .schema import Config, save_config
 from .rundir import RunDir
 from .space import ImageSpace
-from .data import build_dataloaders
+from .loaders import build_dataloaders
 from .models import build_model
 from .losses import build_loss
 from .learner import Learner, VAEStepCB
