@@ -7,11 +7,11 @@ Docs: https://vae-nb.github.io/vae_nb/callbacks.html.md"""
 # %% auto #0
 __all__ = ['VAL_SHARE', 'HIGHER_IS_BETTER', 'EpochSampler', 'resumable_loader', 'DataOrderCB', 'to_device',
            'channels_last_format', 'DeviceCB', 'cpu_bf16_native', 'resolve_precision', 'MixedPrecisionCB',
-           'LRScheduleCB', 'GradAccumCB', 'GradClipCB', 'KLWeightCB', 'MaxStepsCB', 'rng_state', 'set_rng_state',
-           'isolated_rng', 'NonFiniteLossError', 'NaNGuardCB', 'SignalCB', 'note_once', 'ProgressCB', 'format_duration',
+           'LRScheduleCB', 'GradAccumCB', 'GradClipCB', 'KLWeightCB', 'MaxStepsCB', 'NonFiniteLossError',
+           'nonfinite_terms', 'grads_finite', 'NaNGuardCB', 'SignalCB', 'note_once', 'ProgressCB', 'format_duration',
            'EstimateCB', 'terms_off', 'val_due', 'ValidationCB', 'lpips_metric', 'train_scalars', 'MetricsLoggerCB',
-           'TensorBoardCB', 'reconstruct_batch', 'recon_figure', 'SampleGridCB', 'latent_stats', 'CheckpointCB',
-           'ResumeCB']
+           'TensorBoardCB', 'reconstruct_batch', 'recon_figure', 'SampleGridCB', 'latent_stats', 'state_problem',
+           'CheckpointCB', 'ResumeCB']
 
 # %% ../nbs/08_callbacks.ipynb #4a4e2663
 import copy, functools, json, math, os, random, signal, sys, threading, time
@@ -26,8 +26,10 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 from fastcore.basics import store_attr
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
-from .rundir import RunDir, checkpoint_step, latest_checkpoint
-from .config import Config, TrainConfig, config_to_dict, precision_problems
+from .core import mix_seed, rng_state, set_rng_state, isolated_rng, SeededIndex, first_nonfinite
+from .rundir import RunDir, checkpoint_step, resume_checkpoint, trim_metrics, writing
+from .config import precision_problems
+from .schema import Config, TrainConfig, config_to_dict
 from . import families
 from .space import ImageSpace
 from .annealing import kl_factor
@@ -52,11 +54,14 @@ class EpochSampler(Sampler):
     def per_replica(self) -> int: return math.ceil(self.n / self.num_replicas)
     def indices(self) -> list:
         "This process's indices for the current epoch, before skipping."
-        idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)).tolist() if self.shuffle else list(range(self.n))
+        idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))).tolist() if self.shuffle else list(range(self.n))
         total = self.per_replica * self.num_replicas
         idx = (idx * math.ceil(total / max(len(idx), 1)))[:total]
         return idx[self.rank::self.num_replicas]
-    def __iter__(self): return iter(self.indices()[self.skip:])
+    def __iter__(self):
+        "This epoch's indices after the skipped ones, each carrying the seed of its augmentation (`SeededIndex`)."
+        pos = lambda j: self.rank + j * self.num_replicas  # position in the epoch's full order, the same on any number of workers
+        return (SeededIndex(i, mix_seed(self.seed, self.epoch, pos(j))) for j, i in enumerate(self.indices()) if j >= self.skip)
     def __len__(self): return max(self.per_replica - self.skip, 0)
 
 def resumable_loader(dl:DataLoader, # A training loader (its dataset, batch size, workers and collate are kept)
@@ -75,7 +80,7 @@ class DataOrderCB(Callback):
     def before_epoch(self, learn):
         if not learn.training or not isinstance(learn.dl.sampler, EpochSampler): return
         learn.dl.sampler.set_epoch(learn.epoch, learn.iter * learn.dl.batch_size)
-        learn.dl.generator.manual_seed(learn.dl.sampler.seed * 1_000_003 + learn.epoch)
+        learn.dl.generator.manual_seed(mix_seed(learn.dl.sampler.seed, learn.epoch))
 
 # %% ../nbs/08_callbacks.ipynb #61934d1d
 def to_device(batch, device, memory_format=None):
@@ -210,34 +215,9 @@ class MaxStepsCB(Callback):
     def after_step(self, learn):
         if learn.step >= self.max_steps: raise CancelFitException()
 
-# %% ../nbs/08_callbacks.ipynb #703d7438
-def rng_state() -> dict:
-    "Torch (CPU and CUDA), Python and NumPy generator states as tensors and plain numbers."
-    py_version, py_state, py_gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_cached = np.random.get_state()
-    return {'torch': torch.get_rng_state(), 'cuda': torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            'python': {'version': py_version, 'state': torch.tensor(py_state, dtype=torch.int64), 'gauss': py_gauss},
-            'numpy': {'kind': np_kind, 'keys': torch.from_numpy(np_keys.astype(np.int64)), 'pos': int(np_pos),
-                      'has_gauss': int(np_has_gauss), 'cached': float(np_cached)}}
-
-def set_rng_state(state:dict):
-    "Restore generator states saved by `rng_state`."
-    torch.set_rng_state(state['torch'])
-    if state.get('cuda') and torch.cuda.is_available(): torch.cuda.set_rng_state_all(state['cuda'])
-    p = state['python']; random.setstate((p['version'], tuple(p['state'].tolist()), p['gauss']))
-    n = state['numpy']; np.random.set_state((n['kind'], n['keys'].numpy().astype(np.uint32), n['pos'], n['has_gauss'], n['cached']))
-
-@contextmanager
-def isolated_rng(seed:int=0):
-    "Run the block with all generators seeded by `seed`, then put the previous states back."
-    saved = rng_state()
-    random.seed(seed); np.random.seed(seed); torch.manual_seed(seed)
-    try: yield
-    finally: set_rng_state(saved)
-
 # %% ../nbs/08_callbacks.ipynb #be11fc1f
 class NonFiniteLossError(VaeNbError):
-    "Training produced a NaN or infinite loss."
+    "Training diverged: a loss term, a gradient or the state to be saved is NaN or infinite."
     exit_code = 3
 
 def _fix_hint(cfg:Config|None) -> str:
@@ -245,35 +225,67 @@ def _fix_hint(cfg:Config|None) -> str:
     return (f"lower train.lr (now {cfg.train.lr:g}; try train.lr={cfg.train.lr / 10:g}) and/or loss.kl_weight "
             f"(now {cfg.loss.kl_weight:g}; try loss.kl_weight={cfg.loss.kl_weight / 10:g}); train.grad_clip=1.0 also helps")
 
+def _last_good(learn) -> str:
+    "Where the last good state is, in words."
+    last = learn.last_checkpoint
+    return f"the last good checkpoint {last} is intact" if last else "no checkpoint had been written yet"
+
+def nonfinite_terms(loss) -> dict:
+    "The terms of a loss breakdown that are NaN or infinite, with their values."
+    return {k: v.item() for k, v in loss._asdict().items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
+
+def _scaled(learn) -> bool:
+    "True when an fp16 `GradScaler` runs the step (it skips steps with non-finite gradients itself)."
+    return getattr(learn.get_cb(MixedPrecisionCB), 'scaler', None) is not None
+
+def grads_finite(params) -> bool:
+    "True when every gradient of `params` is finite (parameters without a gradient are ignored)."
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
+# %% ../nbs/08_callbacks.ipynb #f3b9a1c2
 class NaNGuardCB(Callback):
-    "Stop, skip or roll back when a training loss term is NaN or infinite."
+    "Stop, skip or roll back when a training loss term or gradient is NaN or infinite; a run that ends diverged raises `NonFiniteLossError`."
     order = 5
-    def __init__(self, policy:str='stop', # 'stop', 'skip' or 'rollback'
-                 cfg:Config|None=None, # For the fixes suggested in the error
-                 max_skips:int=20, max_rollbacks:int=5,
+    def __init__(self, policy:str='stop', # 'stop', 'skip' or 'rollback' (`train.nan_policy`)
+                 cfg:Config|None=None, # The run's config, for the fixes named in the message
+                 max_skips:int=20, # Bad batches in a row that `skip` tolerates
+                 max_rollbacks:int=5, # Rollbacks before `rollback` gives up
                  check_every:int=1): # With 'stop': read a device-side flag every N steps and at each epoch's end (no per-step host sync); 1 = every step
         self.policy, self.cfg, self.max_skips, self.max_rollbacks, self.check_every = policy, cfg, max_skips, max_rollbacks, check_every
-        self.skips, self.rollbacks, self.first_bad = 0, 0, None
+        self.streak, self.rollbacks, self.buffers, self.first_bad = 0, 0, None, None
     @property
     def lazy(self) -> bool: return self.policy == 'stop' and self.check_every > 1
     def before_fit(self, learn):
+        self.streak = 0
         self.initial = {'model': copy.deepcopy(_unwrap(learn.model).state_dict()), 'opt': copy.deepcopy(learn.opt.state_dict())} if self.policy == 'rollback' else None
+    def before_batch(self, learn):
+        "Under `skip`, remember the buffers the forward pass may change."
+        if learn.training and self.policy == 'skip': self.buffers = [b.detach().clone() for b in _unwrap(learn.model).buffers()]
     def after_loss(self, learn):
         if not learn.training: return
         if self.lazy: return self.flag(learn)
-        if bool(torch.isfinite(learn.loss.total)): self.skips = 0; return  # one host sync; any bad term makes the total bad
-        bad = {k: v.item() for k, v in learn.loss._asdict().items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
+        if bool(torch.isfinite(learn.loss.total)): return  # one host sync; any bad term makes the total bad
+        self.bad_batch(learn, ', '.join(f'{k}={v}' for k, v in nonfinite_terms(learn.loss).items()), 'loss')
+    def before_step(self, learn):
+        if not self.lazy and not _scaled(learn) and not grads_finite(learn.parameters()): self.bad_batch(learn, 'a gradient is NaN or infinite', 'gradient', zero_grad=True)
+    def after_batch(self, learn):
+        if learn.training: self.streak = 0
+    def bad_batch(self, learn, terms:str, what:str, zero_grad:bool=False):
+        "Apply the policy to a batch whose loss or gradient is non-finite."
+        self.streak += 1
         where = f"step {learn.step + 1} (epoch {learn.epoch + 1}, batch {learn.iter})"
-        terms = ', '.join(f'{k}={v}' for k, v in bad.items())
-        last = learn.last_checkpoint
-        if self.policy == 'skip' and self.skips < self.max_skips:
-            self.skips += 1; _warn(learn, f"non-finite loss at {where} ({terms}); batch skipped"); raise CancelBatchException()
+        if self.policy == 'skip' and self.streak <= self.max_skips:
+            self.restore_buffers(learn)
+            if zero_grad: learn.opt.zero_grad(set_to_none=True)
+            _warn(learn, f"non-finite {what} at {where} ({terms}); batch skipped"); raise CancelBatchException()
         if self.policy == 'rollback' and self.rollbacks < self.max_rollbacks:
-            self.rollback(learn, last); _warn(learn, f"non-finite loss at {where} ({terms}); rolled back to {last or 'the start of the run'} with the learning rate halved")
+            last = learn.last_checkpoint; self.rollback(learn, last)
+            _warn(learn, f"non-finite {what} at {where} ({terms}); rolled back to {last or 'the start of the run'} with the learning rate halved")
             raise CancelBatchException()
-        raise NonFiniteLossError(f"non-finite loss at {where}: {terms}. Training stopped; the last good checkpoint "
-                                 f"({last or 'none written yet'}) is intact. Fix: {_fix_hint(self.cfg)}; "
-                                 f"or set train.nan_policy=skip or rollback to continue past bad batches.")
+        gave_up = {'skip': f" after {self.streak - 1} skipped batches in a row", 'rollback': f" after {self.rollbacks} rollbacks"}.get(self.policy, '')
+        raise NonFiniteLossError(f"non-finite {what} at {where}: {terms}. Training stopped{gave_up}; {_last_good(learn)}. Fix: {_fix_hint(self.cfg)}"
+                                 + ("; or set train.nan_policy=skip or rollback to continue past bad batches." if self.policy == 'stop' else '.'))
     def flag(self, learn):
         "Remember on the device the first step whose loss is not finite."
         total = learn.loss.total.detach()
@@ -283,15 +295,16 @@ class NaNGuardCB(Callback):
         if self.lazy and learn.step % self.check_every == 0: self.check(learn)
     def after_epoch(self, learn):
         if self.lazy and learn.training: self.check(learn)
-    def after_fit(self, learn):
-        if self.lazy: self.check(learn)
     def check(self, learn):
         "Stop if a flagged step was non-finite (read before any row or checkpoint of a later step is written)."
         if self.first_bad is None or (step := int(self.first_bad)) < 0: return
-        last = getattr(learn, 'last_checkpoint', None)
         raise NonFiniteLossError(f"non-finite loss at step {step} (noticed at step {learn.step}; checked every {self.check_every} steps). Training stopped; "
-                                 f"the last good checkpoint ({last or 'none written yet'}) is intact. Fix: {_fix_hint(self.cfg)}; "
-                                 f"or set train.nan_policy=skip or rollback to stop at the bad batch itself.")
+                                 f"{_last_good(learn)}. Fix: {_fix_hint(self.cfg)}; or set train.nan_policy=skip or rollback to stop at the bad batch itself.")
+    def restore_buffers(self, learn):
+        "Put back the buffers saved before this batch (BatchNorm statistics), so a skipped batch leaves no trace."
+        if self.buffers is None: return
+        with torch.no_grad():
+            for b, saved in zip(_unwrap(learn.model).buffers(), self.buffers): b.copy_(saved)
     def rollback(self, learn, path):
         "Reload `path` (or the state at the start of the run) and halve the learning rates in force."
         state = load_checkpoint(path) if path else self.initial
@@ -299,6 +312,11 @@ class NaNGuardCB(Callback):
         _unwrap(learn.model).load_state_dict(state['model']); learn.opt.load_state_dict(state['opt'])
         for g, rates in zip(learn.opt.param_groups, in_force): g.update({k: v * 0.5 for k, v in rates.items()})
         learn.opt.zero_grad(set_to_none=True); self.rollbacks += 1
+    def after_fit(self, learn):
+        "A run whose last batches were all non-finite has diverged, whatever the policy."
+        if self.lazy: self.check(learn)
+        if self.streak: raise NonFiniteLossError(f"training ended diverged: the last {self.streak} training batches (after step {learn.step}) had a non-finite loss or gradient "
+                                                 f"and were {'skipped' if self.policy == 'skip' else 'rolled back'}; {_last_good(learn)} and no newer state was written. Fix: {_fix_hint(self.cfg)}.")
 
 def _unwrap(model): return getattr(model, 'module', model)
 
@@ -495,11 +513,12 @@ def train_scalars(learn) -> dict:
 class MetricsLoggerCB(Callback):
     "Append training and validation rows to `run_dir/metrics.jsonl`."
     order = 20
-    def __init__(self, run_dir, every_n_steps:int=10): self.path, self.every = Path(run_dir)/'metrics.jsonl', every_n_steps
+    def __init__(self, run_dir, every_n_steps:int=10): self.path, self.every = RunDir(run_dir).metrics, every_n_steps
     def write(self, row:dict):
         if not is_main_process(): return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, 'a') as f: f.write(json.dumps({k: _scalar(v) for k, v in row.items()}) + '\n')
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.path, 'a') as f: f.write(json.dumps({k: _scalar(v) for k, v in row.items()}) + '\n')
     def after_step(self, learn):
         if learn.step % self.every: return
         terms = dict(train_scalars(learn)); loss = terms.pop('total')
@@ -515,11 +534,12 @@ class TensorBoardCB(Callback):
     order = 21
     def __init__(self, run_dir, every_n_steps:int=10, n_images:int=8,
                  space:ImageSpace|None=None): # The run's image space: pictures show unit images
-        self.dir, self.every, self.n, self.writer, self.space = Path(run_dir)/'tb', every_n_steps, n_images, None, space or ImageSpace()
+        self.dir, self.every, self.n, self.writer, self.space = RunDir(run_dir).tb, every_n_steps, n_images, None, space or ImageSpace()
     def before_fit(self, learn):
         if not is_main_process(): return
         from torch.utils.tensorboard import SummaryWriter
-        self.writer, self.n_warned = SummaryWriter(str(self.dir), purge_step=learn.step or None), len(learn.warnings)
+        with writing(self.dir): self.writer = SummaryWriter(str(self.dir), purge_step=learn.step or None)
+        self.n_warned = len(learn.warnings)
     def after_step(self, learn):
         if self.writer is None or learn.step % self.every: return
         for k, v in train_scalars(learn).items(): self.writer.add_scalar(f'train/{"loss" if k == "total" else k}', v, learn.step)
@@ -576,12 +596,12 @@ class SampleGridCB(Callback):
                  space:ImageSpace|None=None, # The run's image space: grids show unit images
                  per_row:int=8, # Images per row
                  min_px:int=96): # Small images are enlarged (nearest neighbour) to at least this many pixels a side
-        self.dir, self.every, self.n, self.space, self.per_row, self.min_px = Path(run_dir)/'samples', every_n_steps, n, space or ImageSpace(), per_row, min_px
+        self.dir, self.every, self.n, self.space, self.per_row, self.min_px = RunDir(run_dir).samples, every_n_steps, n, space or ImageSpace(), per_row, min_px
     def write(self, learn, name:str):
         if not is_main_process(): return
         from vae_nb.visualize import save_png
         x, recon = reconstruct_batch(learn, self.n, self.space)
-        save_png(recon_figure(x, recon, self.n, self.per_row, self.min_px), self.dir/name)
+        with writing(self.dir/name): save_png(recon_figure(x, recon, self.n, self.per_row, self.min_px), self.dir/name)
     def write_interpolation(self, learn):
         "`interpolation.png`: decoded walks between pairs of validation images."
         if not is_main_process(): return
@@ -591,7 +611,7 @@ class SampleGridCB(Callback):
         if len(x) < 2: return
         half = len(x) // 2; x = x[[j for i in range(half) for j in (i, i + half)]]  # pair image i with image i + half: usually two different things
         with isolated_rng(0): grid = interpolation_grid(_unwrap(learn.model), x, steps=self.per_row, space=self.space, min_px=self.min_px)
-        save_png(grid, self.dir/'interpolation.png')
+        with writing(self.dir/'interpolation.png'): save_png(grid, self.dir/'interpolation.png')
     def after_step(self, learn):
         if self.every and learn.step % self.every == 0: self.write(learn, f'step_{learn.step}.png')
     def after_fit(self, learn):
@@ -625,7 +645,11 @@ def latent_stats(model, # A VAE with `encode` and `reparameterize`
 # %% ../nbs/08_callbacks.ipynb #37293795
 HIGHER_IS_BETTER = {'psnr', 'ssim', 'ms_ssim', 'active_units'}
 
-def _finite(model) -> bool: return all(bool(torch.isfinite(p).all()) for p in _unwrap(model).parameters())
+def state_problem(state:dict) -> str|None:
+    "The first NaN or infinite value in a checkpoint's training state (model, optimizer, callbacks' tensors, the GradScaler), by name; None when finite."
+    callbacks = state.get('callbacks') or {}
+    return (first_nonfinite({k: state.get(k) for k in ('model', 'opt')}) or first_nonfinite(callbacks, 'callbacks', floats=False)
+            or first_nonfinite(callbacks.get('MixedPrecisionCB'), 'callbacks.MixedPrecisionCB'))
 
 class CheckpointCB(Callback):
     "Write `last.pt`, `best.pt` and step checkpoints under `run_dir/checkpoints` holding the full training state."
@@ -655,9 +679,14 @@ class CheckpointCB(Callback):
                 'callbacks': {type(cb).__name__: cb.state_dict() for cb in learn.cbs if callable(getattr(cb, 'state_dict', None))},
                 'latent_stats': self.latent_stats}
     def save(self, learn, name:str):
-        if not is_main_process(): return
-        if not _finite(learn.model): _warn(learn, f"not writing {name}: the model has non-finite weights"); return
-        learn.last_checkpoint = atomic_save(self.state(learn), self.dir/name)
+        "Check the state for non-finite values (`NonFiniteLossError`, exit 3), then write it atomically to `checkpoints/<name>` (rank 0)."
+        state, path = self.state(learn), self.dir/name
+        if (bad := state_problem(state)) is not None:
+            if (guard := learn.get_cb(NaNGuardCB)) is not None and guard.lazy: guard.check(learn)  # name the step whose loss went bad, when flagged
+            raise NonFiniteLossError(f"not writing {path}: {bad} is NaN or infinite at step {learn.step}, so training has diverged; {_last_good(learn)}. Fix: {_fix_hint(self.cfg)}.")
+        if is_main_process():
+            with writing(path, last=learn.last_checkpoint): atomic_save(state, path)
+        learn.last_checkpoint = path
     def after_step(self, learn):
         if not learn.training: return
         self.position = (learn.epoch + 1, 0) if learn.iter + 1 >= self.epoch_len else (learn.epoch, learn.iter + 1)
@@ -686,7 +715,7 @@ class CheckpointCB(Callback):
         else:
             model = copy.deepcopy(_unwrap(learn.model)); model.load_state_dict(ck['model'])
             ck['latent_stats'] = latent_stats(model, learn.dls['train'].dataset, self.n_stats, learn.dls['train'].batch_size)
-        atomic_save(ck, path)
+        with writing(path, last=path): atomic_save(ck, path)
 
 # %% ../nbs/08_callbacks.ipynb #5b072808
 class ResumeCB(Callback):
@@ -694,10 +723,9 @@ class ResumeCB(Callback):
     order = -8
     def __init__(self, path, run_dir=None): self.path, self.run_dir, self.rng, self.start_iter = path, run_dir, None, 0
     def resolve(self) -> Path|None:
-        if str(self.path) != 'auto': return Path(self.path)
-        if self.run_dir is None: raise ConfigError("paths.resume: 'auto' needs paths.run_dir (the run to continue)")
-        found = latest_checkpoint(self.run_dir)
-        if found is None and is_main_process(): tqdm.write(f"resume: no checkpoint in {self.run_dir}/checkpoints yet; starting fresh", file=sys.stderr)
+        if str(self.path) == 'auto' and self.run_dir is None: raise ConfigError("paths.resume: 'auto' needs paths.run_dir (the run to continue)")
+        found = resume_checkpoint(self.run_dir, self.path)
+        if found is None and is_main_process(): tqdm.write(f"resume: no checkpoint in {RunDir(self.run_dir).checkpoints} yet; starting fresh", file=sys.stderr)
         return found
     def before_fit(self, learn):
         if (path := self.resolve()) is None: return
@@ -710,7 +738,8 @@ class ResumeCB(Callback):
         for cb in learn.cbs:
             if (state := ck.get('callbacks', {}).get(type(cb).__name__)) is not None and callable(getattr(cb, 'load_state_dict', None)): cb.load_state_dict(state)
         if (ckpt_cb := learn.get_cb(CheckpointCB)) is not None: ckpt_cb.latent_stats = ck.get('latent_stats')
-        self.rng, self.start_iter = ck.get('rng'), learn.iter
+        self.rng, self.start_iter, learn.last_checkpoint = ck.get('rng'), learn.iter, path
+        if self.run_dir is not None and is_main_process(): trim_metrics(self.run_dir, learn.step)  # rows logged after this checkpoint are logged again
         if is_main_process(): tqdm.write(f"resumed from {path} at step {learn.step} (epoch {learn.start_epoch + 1}, batch {self.start_iter})", file=sys.stderr)
     def before_epoch(self, learn):
         "Last restores, after every `before_fit`: the batch the first epoch starts at, and the random state."

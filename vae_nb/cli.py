@@ -18,7 +18,9 @@ from typing import Annotated
 from fastcore.script import call_parse, is_cli, anno_parser
 from fastcore.meta import delegates
 from .core import VaeNbError, ConfigError, is_main_process
-from .config import config_to_dict, resolve_command, format_config, load_presets, list_presets as presets_text, TRAINING_PRESETS
+from .config import resolve_command, format_config
+from .schema import config_to_dict
+from .presets import load_presets, list_presets as presets_text, TRAINING_PRESETS
 
 # %% ../nbs/12_cli.ipynb #fcaccded
 def report_error(prog:str, err:VaeNbError) -> int:
@@ -137,7 +139,7 @@ def _require(**flags):
 
 # %% ../nbs/12_cli.ipynb #i8004124
 @call_parse
-def infer(checkpoint:str=None, # A training checkpoint (<run dir>/checkpoints/best.pt or last.pt)
+def infer(checkpoint:str=None, # A training checkpoint (<run dir>/checkpoints/best.pt or last.pt), or a run directory (its best checkpoint)
           input:str=None, # An image or NIfTI file, or a folder of them (latent files with --decode)
           output:str=None, # Output file for a single input, else an output folder
           latents:str=None, # Also write each input's posterior mean here (file for a single input, else folder)
@@ -186,7 +188,7 @@ def save_latents(checkpoint:str=None, # A training checkpoint
 
 # %% ../nbs/12_cli.ipynb #i801064f
 @call_parse
-def compare(checkpoint:Annotated[str, "A training checkpoint; repeat the flag for each model to compare", {'action': 'append'}]=None,
+def compare(checkpoint:Annotated[str, "A training checkpoint or a run directory (its best checkpoint); repeat the flag for each model to compare", {'action': 'append'}]=None,
             input:str=None, # One image or NIfTI file
             out:str=None, # Output folder for compare.png, compare.csv and compare.json
             device:str='auto', # Where the models run: auto (a GPU when there is one), cpu, cuda, cuda:1 or mps

@@ -27,7 +27,9 @@ from monai.data import PersistentDataset
 from monai.data.utils import worker_init_fn
 from fastcore.basics import patch
 from .core import VaeNbError, ConfigError, world_size
-from .config import Config, DataConfig, AUGMENTATIONS, BUILTIN_DATA, builtin_problems
+from .config import AUGMENTATIONS, BUILTIN_DATA, builtin_problems
+from .schema import Config, DataConfig
+from .rundir import RunDir
 from .space import ImageSpace, intensity_bounds, source_to_unit, scale_intensity
 from .files import DATA_EXTS, bad_file, check_file, read_file, list_files
 
@@ -508,7 +510,9 @@ class SplitDataset(Subset):
     def __init__(self, dataset, indices, transform=None): super().__init__(dataset, list(indices)); self.transform = transform
     def __getitem__(self, i):
         sample = dict(self.dataset[self.indices[i]])
-        if self.transform is not None: sample['image'] = self.transform(sample['image'])
+        if self.transform is not None:
+            if (seed := getattr(i, 'seed', None)) is not None: self.transform.set_random_state(seed % 2**32)
+            sample['image'] = self.transform(sample['image'])
         return sample
     def __getitems__(self, idxs): return [self[i] for i in idxs]
     def set_random_state(self, seed=None, state=None):
@@ -579,7 +583,7 @@ def split_indices(n:int, # Number of samples
 def resolve_cache_dir(cfg:Config) -> Path|None:
     "Folder of the persistent cache: `data.cache_dir`, else `<run_dir>/cache` (`runs/cache` without a run dir)."
     if cfg.data.cache != 'persistent': return None
-    return Path(cfg.data.cache_dir or Path(cfg.paths.run_dir or 'runs')/'cache')
+    return Path(cfg.data.cache_dir or RunDir(cfg.paths.run_dir or 'runs').cache)
 
 def check_reach(ds, # A dataset (only a `FileDataset` is checked)
                 space:ImageSpace, # The run's image space

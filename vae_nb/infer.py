@@ -17,8 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from .core import VaeNbError, ConfigError, load_checkpoint, get_device, seed_everything
-from .config import Config, config_from_dict, get_config, resolve_command
+from .core import VaeNbError, ConfigError, load_checkpoint, get_device, seed_everything, first_nonfinite
+from .rundir import CHECKPOINT_DIR, model_checkpoint
+from .config import get_config, resolve_command
+from .schema import Config, config_from_dict
 from .models import build_model
 from .families import input_size, is_spatial_latent, total_downsampling
 from .space import ImageSpace, intensity_bounds, source_to_unit, unit_to_source
@@ -36,12 +38,14 @@ def _mismatch(model, state:dict) -> str:
              [('missing', missing), ('unexpected', unexpected), ('shape checkpoint vs model:', shapes)] if ks]
     return '; '.join(parts)
 
-def load_model(checkpoint, # A `.pt` file written by training (`checkpoints/last.pt` or `best.pt`)
+def load_model(checkpoint, # A `.pt` file written by training (`checkpoints/last.pt` or `best.pt`), or a run directory (its best, else latest, checkpoint)
                device='cpu', # Where the model runs
                config:Config|None=None): # Config to build the model from instead of the checkpoint's (weights must fit it)
     "`(model, cfg)` from a training checkpoint: the model in eval mode on `device`, with `model.latent_stats` (dict or None)."
-    ck = load_checkpoint(checkpoint)
+    checkpoint = model_checkpoint(checkpoint); ck = load_checkpoint(checkpoint)
     if not isinstance(ck, dict) or 'model' not in ck: raise VaeNbError(f"checkpoint {checkpoint}: no 'model' weights inside; pass a file written by vae_nb training (checkpoints/last.pt or best.pt)")
+    if (bad := first_nonfinite(ck['model'], 'model')) is not None:
+        raise VaeNbError(f"checkpoint {checkpoint}: {bad} holds NaN or infinite values, so every output would be NaN; it comes from a diverged run: use an earlier checkpoint of that run")
     if config is None:
         if not ck.get('config'): raise VaeNbError(f"checkpoint {checkpoint}: no 'config' inside, so the model cannot be rebuilt; pass a checkpoint written by vae_nb training")
         try: config = config_from_dict(ck['config'])
@@ -182,7 +186,7 @@ def _write_csv(path, rows:list[dict]):
 
 def _model_name(checkpoint, used:set) -> str:
     "A short unique label: `<run dir>/<file>` of the checkpoint."
-    p = Path(checkpoint); name = f"{p.parent.parent.name}/{p.stem}" if p.parent.name == 'checkpoints' else p.stem
+    p = Path(checkpoint); name = f"{p.parent.parent.name}/{p.stem}" if p.parent.name == CHECKPOINT_DIR else p.stem
     base, i = name, 2
     while name in used: name, i = f"{base}#{i}", i + 1
     used.add(name); return name

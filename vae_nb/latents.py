@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from fastcore.basics import patch
-from .core import VaeNbError
-from .config import Config
+from .core import VaeNbError, mix_seed
+from .schema import Config
 from .space import ImageSpace
 from .files import FileImage, full_suffix, stem, atomic_write
 from .families import input_size, total_downsampling
@@ -74,7 +74,7 @@ def _encode_batch(model, cfg:Config, xs:list, keys:list, sample:bool, seed:int) 
         posts = list(zip(mu.cpu(), logvar.cpu()))
     else: posts = [encode(model, x, cfg, k) for x, k in zip(xs, keys)]
     if not sample: return [mu for mu, _ in posts]
-    gens = [torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(k.encode())) for k in keys]
+    gens = [torch.Generator().manual_seed(mix_seed(seed, zlib.crc32(k.encode()))) for k in keys]
     return [mu + torch.randn(mu.shape, generator=g) * torch.exp(0.5 * lv) for (mu, lv), g in zip(posts, gens)]
 
 def input_affine(r:dict, model, cfg:Config):

@@ -6,13 +6,18 @@ Docs: https://vae-nb.github.io/vae_nb/rundir.html.md"""
 
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'SAMPLES_DIR', 'CHECKPOINT_DIR', 'CACHE_DIR', 'LAST_CHECKPOINT',
-           'BEST_CHECKPOINT', 'RunDir', 'is_run_dir', 'checkpoint_step', 'step_checkpoints', 'latest_checkpoint',
-           'best_checkpoint']
+           'BEST_CHECKPOINT', 'TMP_GLOB', 'IF_EXISTS', 'RunDir', 'is_run_dir', 'checkpoint_step', 'step_checkpoints',
+           'latest_checkpoint', 'best_checkpoint', 'resume_checkpoint', 'model_checkpoint', 'RunDirError',
+           'run_dir_error', 'writing', 'guard_run_dir', 'check_writable', 'remove_stale_tmp', 'version_dirs',
+           'clear_run', 'choose_run_dir', 'start_run_dir', 'replace_text', 'trim_metrics']
 
-# %% ../nbs/00b_rundir.ipynb #a94b919b
+# %% ../nbs/00b_rundir.ipynb #b4e2b1c8
+import errno, json, os, re, shutil, tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from .core import VaeNbError
 
-# %% ../nbs/00b_rundir.ipynb #94f9f171
+# %% ../nbs/00b_rundir.ipynb #b8efc841
 CONFIG_FILE, METRICS_FILE, TB_DIR, SAMPLES_DIR, CHECKPOINT_DIR, CACHE_DIR = 'config.yaml', 'metrics.jsonl', 'tb', 'samples', 'checkpoints', 'cache'
 LAST_CHECKPOINT, BEST_CHECKPOINT = 'last.pt', 'best.pt'
 
@@ -38,7 +43,7 @@ class RunDir:
     def best(self) -> Path: return self.checkpoints/BEST_CHECKPOINT
     def step(self, n:int) -> Path: return self.checkpoints/f'step_{n}.pt'
 
-# %% ../nbs/00b_rundir.ipynb #b2ca8df5
+# %% ../nbs/00b_rundir.ipynb #7774fb13
 def is_run_dir(path) -> bool: # Any path
     "True when `path` is a folder holding a vae_nb run: its config with its checkpoints folder, metrics or TensorBoard events, or a checkpoint."
     rd = RunDir(path)
@@ -46,7 +51,7 @@ def is_run_dir(path) -> bool: # Any path
     started = rd.checkpoints.is_dir() or rd.metrics.is_file() or rd.tb.is_dir()
     return (rd.config.is_file() and started) or any(rd.checkpoints.glob('*.pt'))
 
-# %% ../nbs/00b_rundir.ipynb #5b145fa7
+# %% ../nbs/00b_rundir.ipynb #611e7931
 def checkpoint_step(path) -> int: # A checkpoint file
     "The `N` of a `step_<N>.pt` file name; -1 for other names."
     try: return int(Path(path).stem.split('_', 1)[1]) if Path(path).stem.startswith('step_') else -1
@@ -65,3 +70,175 @@ def latest_checkpoint(run_dir) -> Path|None: # A run directory
 def best_checkpoint(run_dir) -> Path|None: # A run directory
     "`checkpoints/best.pt` of `run_dir` when it exists, else None."
     return RunDir(run_dir).best if RunDir(run_dir).best.is_file() else None
+
+# %% ../nbs/00b_rundir.ipynb #ca79d735
+def resume_checkpoint(run_dir, # The run directory
+                      resume:str|None # `paths.resume`: None, 'auto' or a checkpoint file
+                     ) -> Path|None:
+    "The checkpoint `resume` names: `latest_checkpoint(run_dir)` for 'auto' (None when there is none yet), else the path itself."
+    if not resume: return None
+    return latest_checkpoint(run_dir) if str(resume) == 'auto' else Path(resume)
+
+# %% ../nbs/00b_rundir.ipynb #5b86d1ee
+def model_checkpoint(path) -> Path: # A checkpoint file or a run directory
+    "`path` itself for a file; for a run directory its `best.pt`, else its latest checkpoint (`VaeNbError` when it has none)."
+    path = Path(path)
+    if not path.is_dir(): return path
+    if (found := best_checkpoint(path) or latest_checkpoint(path)) is None:
+        raise VaeNbError(f"run directory {path}: holds no checkpoint yet; pass a checkpoint file or a run directory whose training has written one")
+    return found
+
+# %% ../nbs/00b_rundir.ipynb #e8749aae
+class RunDirError(VaeNbError):
+    "A run directory that cannot be used: the message names the path, the reason and the fix."
+
+_REASONS = {errno.ENOSPC: ("no space left on the device", "free some space or choose another --run-dir"),
+            errno.EDQUOT: ("the disk quota is exceeded", "free some space or choose another --run-dir"),
+            errno.EROFS: ("the file system is read-only", "choose a writable --run-dir"),
+            errno.EACCES: ("permission denied", "make the folder writable for this user or choose another --run-dir"),
+            errno.EPERM: ("permission denied", "make the folder writable for this user or choose another --run-dir"),
+            errno.ENAMETOOLONG: ("the path is too long", "choose a shorter --run-dir"),
+            errno.ENOTDIR: ("a file is in the way where a folder should be", "move that file away or choose another --run-dir"),
+            errno.EEXIST: ("a file is in the way where a folder should be", "move that file away or choose another --run-dir"),
+            errno.EISDIR: ("a folder is in the way where a file should be", "move that folder away or choose another --run-dir")}
+
+def run_dir_error(e:OSError, # The error of the failed write
+                  path, # What was being written
+                  last=None # The last good checkpoint, named in the message when given
+                 ) -> RunDirError:
+    "A `RunDirError` for `e`: the path, the reason in words, the fix, and the last good checkpoint."
+    what, fix = _REASONS.get(e.errno, (e.strerror or type(e).__name__, "check the folder or choose another --run-dir"))
+    where = e.filename if e.filename and str(e.filename) != str(path) else None
+    msg = f"cannot write {path}" + (f" ({where})" if where else '') + f": {what}; {fix}"
+    if last: msg += f". The last good checkpoint {last} is intact: continue from it with --resume once this is fixed"
+    return RunDirError(msg)
+
+@contextmanager
+def writing(path, # The file or folder being written
+            last=None): # The last good checkpoint (or a function returning it), named in the message
+    "Turn an `OSError` raised in the block into a `RunDirError` naming `path` and the fix."
+    try: yield
+    except OSError as e: raise run_dir_error(e, path, last() if callable(last) else last) from e
+
+# %% ../nbs/00b_rundir.ipynb #6cbd5383
+def _inside(path, folder) -> bool:
+    try: return Path(folder).resolve() in Path(path).resolve().parents
+    except (OSError, RuntimeError): return False
+
+@contextmanager
+def guard_run_dir(run_dir): # The run directory
+    "Turn an `OSError` about a file in `run_dir`, or a full disk, raised in the block into a `RunDirError` naming the last good checkpoint."
+    try: yield
+    except OSError as e:
+        if not ((e.filename and _inside(e.filename, run_dir)) or e.errno in (errno.ENOSPC, errno.EDQUOT)): raise
+        raise run_dir_error(e, e.filename or run_dir, latest_checkpoint(run_dir)) from e
+
+# %% ../nbs/00b_rundir.ipynb #c765d630
+def _in_the_way(path:Path) -> Path|None:
+    "The first of `path` and its parents that exists and is not a folder."
+    return next((p for p in [*reversed(path.parents), path] if p.exists() and not p.is_dir()), None)
+
+def check_writable(run_dir) -> Path: # The run directory (created when missing)
+    "Create `run_dir` and its checkpoints folder and prove a file can be written there; `RunDirError` naming the path and the fix otherwise."
+    rd = RunDir(run_dir)
+    with writing(rd.path):
+        for p in (rd.path, rd.checkpoints, rd.tb, rd.samples):
+            if (blocker := _in_the_way(p)) is not None:
+                raise RunDirError(f"cannot use run directory {rd.path}: {blocker} is a file, not a folder; move that file away or choose another --run-dir")
+        rd.checkpoints.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=rd.checkpoints, prefix='.write_test.', suffix='.tmp') as f:
+            f.write(b'\0' * 4096); f.flush(); os.fsync(f.fileno())
+    return rd.path
+
+# %% ../nbs/00b_rundir.ipynb #b572319e
+TMP_GLOB = '.*.tmp'
+
+def remove_stale_tmp(run_dir) -> list: # The run directory
+    "Delete the temporary files of unfinished writes in `run_dir`, its checkpoints and its samples; returns what was removed."
+    rd = RunDir(run_dir)
+    stale = [p for folder, pattern in ((rd.path, TMP_GLOB), (rd.checkpoints, TMP_GLOB), (rd.samples, '.*.png')) for p in folder.glob(pattern) if p.is_file()]
+    for p in stale: p.unlink(missing_ok=True)
+    return stale
+
+# %% ../nbs/00b_rundir.ipynb #1746dd87
+IF_EXISTS = ('error', 'version', 'overwrite')
+
+def version_dirs(base) -> list: # A folder holding `version_<N>` sub-folders
+    "The `version_<N>` sub-folders of `base`, lowest N first."
+    found = [p for p in Path(base).glob('version_*') if p.is_dir() and re.fullmatch(r'version_\d+', p.name)]
+    return sorted(found, key=lambda p: int(p.name.split('_')[1]))
+
+def _version_for(base:Path, resume) -> Path:
+    "The version folder a run in `base` uses: the newest (or the one holding the resume checkpoint) when resuming, else a new one."
+    versions = version_dirs(base)
+    if resume and str(resume) != 'auto':
+        holder = next((v for v in versions if v in Path(resume).absolute().parents or v in Path(resume).parents), None)
+        if holder is not None: return holder
+    if resume and versions: return versions[-1]
+    return base/f"version_{int(versions[-1].name.split('_')[1]) + 1 if versions else 0}"
+
+def clear_run(run_dir): # A run directory
+    "Delete a run's files (config, metrics, TensorBoard, samples, checkpoints), keeping the data cache and anything else."
+    rd = RunDir(run_dir)
+    for p in (rd.config, rd.metrics): p.unlink(missing_ok=True)
+    for p in (rd.tb, rd.samples, rd.checkpoints): shutil.rmtree(p, ignore_errors=True)
+
+def _describe(run_dir) -> str:
+    rd, parts = RunDir(run_dir), []
+    if rd.config.is_file(): parts.append(CONFIG_FILE)
+    if rd.metrics.is_file(): parts.append(METRICS_FILE)
+    if (ck := latest_checkpoint(run_dir)) is not None: parts.append(f'{CHECKPOINT_DIR}/{ck.name}')
+    return ', '.join(parts)
+
+def choose_run_dir(run_dir, # `paths.run_dir`
+                   if_exists:str='error', # `paths.if_exists`: error, version or overwrite
+                   resume:str|None=None # `paths.resume`
+                  ) -> Path:
+    "The folder this run writes to; `RunDirError` with the choices when `run_dir` already holds another run."
+    base = Path(run_dir)
+    if if_exists not in IF_EXISTS: raise RunDirError(f"paths.if_exists: {if_exists!r} is not one of {', '.join(IF_EXISTS)}")
+    if if_exists == 'version': return _version_for(base, resume)
+    if resume or if_exists == 'overwrite' or not is_run_dir(base): return base
+    raise RunDirError(f"run directory {base} already holds a run ({_describe(base)}); to continue it add --resume (paths.resume=auto), "
+                      f"for a new run choose another --run-dir or set paths.if_exists=version (a new version_<N> sub-folder), "
+                      f"or set paths.if_exists=overwrite to replace it")
+
+# %% ../nbs/00b_rundir.ipynb #23889936
+def start_run_dir(run_dir, # `paths.run_dir`
+                  if_exists:str='error', # `paths.if_exists`
+                  resume:str|None=None # `paths.resume`
+                 ) -> Path:
+    "Choose, check and tidy the folder a run writes to; returns it."
+    with writing(run_dir): path = choose_run_dir(run_dir, if_exists, resume)
+    if not resume and if_exists == 'overwrite' and is_run_dir(path):
+        with writing(path): clear_run(path)
+    check_writable(path)
+    with writing(path): remove_stale_tmp(path)
+    return path
+
+# %% ../nbs/00b_rundir.ipynb #6069a4d0
+def replace_text(path, text:str): # A file and its new content
+    "Write `text` to `path` atomically (temp file, fsync, rename), with a `RunDirError` when that fails."
+    path = Path(path)
+    with writing(path):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
+        try:
+            with os.fdopen(fd, 'w') as f: f.write(text); f.flush(); os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException: Path(tmp).unlink(missing_ok=True); raise
+
+def _row_step(line:str):
+    "The step of one metrics line; None when the line is torn."
+    try: return json.loads(line).get('step', 0)
+    except (ValueError, AttributeError): return None
+
+def trim_metrics(run_dir, # The run directory
+                 step:int # The step of the checkpoint a resume starts from
+                ) -> int:
+    "Drop the rows of `metrics.jsonl` logged after `step`, and torn lines; returns how many were dropped."
+    path = RunDir(run_dir).metrics
+    if not path.is_file(): return 0
+    lines = path.read_text().splitlines()
+    keep = [l for l in lines if (s := _row_step(l)) is not None and s <= step]
+    if len(keep) < len(lines): replace_text(path, ''.join(l + '\n' for l in keep))
+    return len(lines) - len(keep)
