@@ -10,7 +10,8 @@ __all__ = ['SPLIT_NAMES', 'DEFAULT_AUGMENT', 'group_by_source', 'folder_records'
            'FileDataset', 'augment_names', 'build_augment', 'SampleTransform', 'SplitDataset']
 
 # %% ../nbs/02_data.ipynb #5de8fbc8
-import csv, logging, math, os, shutil, tempfile, weakref
+import csv, logging, math, multiprocessing, os, shutil, sys, tempfile
+from multiprocessing.util import Finalize
 from pathlib import Path
 import numpy as np
 import torch
@@ -180,22 +181,31 @@ def _cache_folder(nbytes:int) -> str|None:
 def _remove_cache(folder:str, owner:int, getpid=os.getpid, rmtree=shutil.rmtree):
     if getpid() == owner: rmtree(folder, ignore_errors=True)  # never from a forked worker
 
+def _workers_fork() -> bool:
+    "Do data workers start by forking this process (so they inherit its memory maps)?"
+    return sys.platform == 'linux' and (multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_context().get_start_method()) == 'fork'
+
 class SharedCache:
     "Up to `n` float32 images of `shape`, within `budget` bytes, in memory shared by every process that uses the dataset."
     def __init__(self, n:int, # Samples in the dataset
                  shape:tuple, # Shape of every image, `[C, *spatial]`
-                 budget:int): # Bytes the cache may hold
+                 budget:int, # Bytes the cache may hold
+                 keep_file:bool|None=None): # Keep the file while the cache lives (spawned workers reopen it); None = only when workers are not forked
         self.shape, per = tuple(shape), 4 * math.prod(shape)
         self.n = max(0, min(n, budget // per))
         self.folder = tempfile.mkdtemp(prefix='vae_nb_cache_', dir=_cache_folder(self.n * per))
-        weakref.finalize(self, _remove_cache, self.folder, os.getpid())
         self._map('w+')
+        if keep_file or (keep_file is None and not _workers_fork()): Finalize(self, _remove_cache, (self.folder, os.getpid()), exitpriority=0)  # also when a pool process ends
+        else: shutil.rmtree(self.folder); self.folder = None  # the maps stay; the memory goes with the last process holding them, even one killed
     def _map(self, mode:str):
         rows = max(self.n, 1)
         self.images = np.memmap(f'{self.folder}/images', np.float32, mode, shape=(rows, *self.shape))
         self.filled = np.memmap(f'{self.folder}/filled', np.uint8, mode, shape=(rows,))
     def __getstate__(self): return {k: v for k, v in self.__dict__.items() if k not in ('images', 'filled')}
-    def __setstate__(self, state): self.__dict__.update(state); self._map('r+')  # a spawned worker maps the same file
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.folder is None: self.n = 0; self.images, self.filled = np.zeros((1, *self.shape), np.float32), np.zeros(1, np.uint8)  # no file to share: no cache
+        else: self._map('r+')  # a spawned worker maps the same file
     def __len__(self): return int(self.filled[:self.n].sum())
     @property
     def nbytes(self) -> int: return 4 * self.n * math.prod(self.shape)
