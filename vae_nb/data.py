@@ -28,6 +28,7 @@ from .schema import Config, DataConfig
 from .rundir import RunDir
 from .space import ImageSpace, intensity_bounds, source_to_unit, scale_intensity
 from .files import DATA_EXTS, bad_file, check_file, read_file, list_files
+from .families import input_size
 
 # %% ../nbs/02_data.ipynb #b69a682f
 _log = logging.getLogger('vae_nb.data')
@@ -104,9 +105,9 @@ def source_records(path, # A folder or a CSV file
 
 # %% ../nbs/02_data.ipynb #416bffb2
 def target_size(cfg:DataConfig) -> tuple:
-    "Spatial size of every sample: `patch_size`, or `image_size` on each axis."
+    "Spatial size of every sample: the model's input size (`vae_nb.families.input_size`: `patch_size`, or `image_size` on each axis)."
     if cfg.patch_size and len(cfg.patch_size) != cfg.spatial_dims: raise VaeNbError(f"data.patch_size: {cfg.patch_size} needs {cfg.spatial_dims} sizes (data.spatial_dims={cfg.spatial_dims})")
-    return tuple(cfg.patch_size) if cfg.patch_size else (cfg.image_size,) * cfg.spatial_dims
+    return tuple(input_size(cfg))
 
 def crop_or_pad(x:torch.Tensor, # `[C, *spatial]`
                 size:tuple, # Target spatial size
