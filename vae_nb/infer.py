@@ -284,7 +284,7 @@ def _source_counts(ds) -> dict:
 
 def _data(cfg:Config) -> tuple[str, dict]:
     "Datasets found, counted and one sample decoded with the expected shape."
-    from vae_nb.data import build_datasets
+    from vae_nb.loaders import build_datasets
     ds = build_datasets(cfg)
     if len(ds['train']) == 0: raise VaeNbError(f"data.path={cfg.data.path}: no training samples found; check the folder, sources and filters")
     x = ds['train'][0]['image']
@@ -331,7 +331,7 @@ def _train_step(model, loss_func, opt, batch:dict, cfg:Config) -> float:
 
 def _step_and_estimates(cfg:Config, model, ds) -> tuple[str, str]:
     "One forward/backward pass on a real batch, then the memory-per-batch and time-per-epoch estimates."
-    from vae_nb.data import build_dataloaders
+    from vae_nb.loaders import build_dataloaders
     from vae_nb.train import training_loss
     from vae_nb.optim import make_opt_func
     dev = get_device(cfg.train.device); model.to(dev).train()

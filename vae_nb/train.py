@@ -18,7 +18,7 @@ from .config import validate_config
 from .schema import Config, save_config
 from .rundir import RunDir
 from .space import ImageSpace
-from .data import build_dataloaders
+from .loaders import build_dataloaders
 from .models import build_model
 from .losses import build_loss
 from .learner import Learner, VAEStepCB
@@ -26,6 +26,9 @@ from .callbacks import *
 from .optim import make_opt_func
 from .gan import GANCB
 from .distributed import DDPCB, distributed_session, broadcast_object, is_distributed, lr_scale
+from .checkpoints import CheckpointCB, ResumeCB
+from .monitor import EstimateCB, MetricsLoggerCB, ProgressCB, SampleGridCB, TensorBoardCB, ValidationCB
+from .metrics import lpips_metric
 
 # %% ../nbs/10_train.ipynb #7b58d115
 def resolve_run_dir(cfg:Config) -> Path:
@@ -79,7 +82,6 @@ def build_learner(cfg:Config, run_dir:Path, cbs:list=()) -> Learner:
     "A `Learner` for `cfg`: seeded data in a resumable order, model, loss and optimizer, standard callbacks plus `cbs`."
     seed_everything(cfg.train.seed)
     dls, model = build_dataloaders(cfg), build_model(cfg)
-    dls['train'] = resumable_loader(dls['train'], cfg.train.seed)
     return Learner(model, dls, training_loss(cfg, model, dls['train'].dataset), lr=cfg.train.lr, cbs=build_callbacks(cfg, run_dir) + list(cbs),
                    opt_func=make_opt_func(cfg.train))
 
