@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import nibabel as nib
 from PIL import Image
-from vae_nb.config import Config
-from vae_nb.data import build_datasets, build_dataloaders
+from vae_nb.schema import Config
+from vae_nb.loaders import build_datasets, build_dataloaders
 from vae_nb.models import build_model
 from vae_nb.losses import VAELoss
 

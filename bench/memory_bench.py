@@ -36,7 +36,7 @@ def rss_bytes() -> int:
 def run_case(a) -> dict:
     "Build the model, run one forward and backward pass, return peak memory and time."
     import torch
-    from vae_nb.config import Config, DataConfig, ModelConfig
+    from vae_nb.schema import Config, DataConfig, ModelConfig
     from vae_nb.models import build_model
     if a.threads: torch.set_num_threads(a.threads)
     device = ('cuda' if torch.cuda.is_available() else 'cpu') if a.device == 'auto' else a.device

@@ -28,7 +28,7 @@ from vae_nb.config import get_config
 from vae_nb.models import VAEBase
 from vae_nb.losses import LossBreakdown
 from vae_nb.learner import Learner, Callback
-from vae_nb.data import build_dataloaders
+from vae_nb.loaders import build_dataloaders
 from vae_nb.callbacks import resumable_loader, resolve_precision
 from vae_nb.optim import make_opt_func
 from vae_nb.train import build_callbacks

@@ -50,7 +50,7 @@ def run_one(group:str, name:str, samples:int, steps:int, threads:int) -> dict:
     "Measure one preset in this process; returns a result row."
     import torch
     torch.set_num_threads(threads)
-    from vae_nb.data import build_dataloaders
+    from vae_nb.loaders import build_dataloaders
     from vae_nb.models import build_model
     from vae_nb.losses import build_loss
     cfg = resolve(group, name, samples)

@@ -18,7 +18,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from vae_nb.config import get_config
 from vae_nb.core import get_device, seed_everything
-from vae_nb.data import build_dataloaders
+from vae_nb.loaders import build_dataloaders
 from vae_nb.models import build_model
 from vae_nb.losses import build_loss
 from vae_nb.learner import Callback

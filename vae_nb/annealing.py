@@ -11,7 +11,7 @@ __all__ = ['SCHEDULES', 'ramp_progress', 'lerp', 'constant_schedule', 'linear_sc
 # %% ../nbs/05_annealing.ipynb #01582fd0
 import math
 from .core import ConfigError
-from .config import AnnealConfig
+from .schema import AnnealConfig
 
 # %% ../nbs/05_annealing.ipynb #4e5386a1
 def ramp_progress(step:int, # Optimizer steps taken so far

@@ -28,7 +28,8 @@ from fastcore.basics import store_attr
 from .core import VaeNbError, ConfigError, atomic_save, load_checkpoint, is_main_process, world_size, rank as process_rank
 from .core import mix_seed, rng_state, set_rng_state, isolated_rng, SeededIndex, first_nonfinite
 from .rundir import RunDir, checkpoint_step, resume_checkpoint, trim_metrics, writing
-from .config import Config, TrainConfig, config_to_dict, precision_problems
+from .config import precision_problems
+from .schema import Config, TrainConfig, config_to_dict
 from . import families
 from .space import ImageSpace
 from .annealing import kl_factor

@@ -18,7 +18,9 @@ from typing import Annotated
 from fastcore.script import call_parse, is_cli, anno_parser
 from fastcore.meta import delegates
 from .core import VaeNbError, ConfigError, is_main_process
-from .config import config_to_dict, resolve_command, format_config, load_presets, list_presets as presets_text, TRAINING_PRESETS
+from .config import resolve_command, format_config
+from .schema import config_to_dict
+from .presets import load_presets, list_presets as presets_text, TRAINING_PRESETS
 
 # %% ../nbs/12_cli.ipynb #fcaccded
 def report_error(prog:str, err:VaeNbError) -> int:

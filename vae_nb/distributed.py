@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from .core import world_size, get_device, is_distributed
-from .config import Config
+from .schema import Config
 from .learner import Callback, CancelFitException
 
 # %% ../nbs/07b_distributed.ipynb #1191730b

@@ -15,7 +15,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from .core import VaeNbError, ConfigError
-from .config import Config
+from .schema import Config
 from .families import disc_problems
 from .space import ImageSpace
 from .learner import Callback

@@ -19,7 +19,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, load_checkpoint, get_device, seed_everything, first_nonfinite
 from .rundir import CHECKPOINT_DIR, model_checkpoint
-from .config import Config, config_from_dict, get_config, resolve_command
+from .config import get_config, resolve_command
+from .schema import Config, config_from_dict
 from .models import build_model
 from .families import input_size, is_spatial_latent, total_downsampling
 from .space import ImageSpace, intensity_bounds, source_to_unit, unit_to_source
@@ -283,7 +284,7 @@ def _source_counts(ds) -> dict:
 
 def _data(cfg:Config) -> tuple[str, dict]:
     "Datasets found, counted and one sample decoded with the expected shape."
-    from vae_nb.data import build_datasets
+    from vae_nb.loaders import build_datasets
     ds = build_datasets(cfg)
     if len(ds['train']) == 0: raise VaeNbError(f"data.path={cfg.data.path}: no training samples found; check the folder, sources and filters")
     x = ds['train'][0]['image']
@@ -330,7 +331,7 @@ def _train_step(model, loss_func, opt, batch:dict, cfg:Config) -> float:
 
 def _step_and_estimates(cfg:Config, model, ds) -> tuple[str, str]:
     "One forward/backward pass on a real batch, then the memory-per-batch and time-per-epoch estimates."
-    from vae_nb.data import build_dataloaders
+    from vae_nb.loaders import build_dataloaders
     from vae_nb.train import training_loss
     from vae_nb.optim import make_opt_func
     dev = get_device(cfg.train.device); model.to(dev).train()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from . import __version__
 from .core import VaeNbError
-from .config import Config
+from .schema import Config
 from .files import full_suffix, atomic_write
 from .families import total_downsampling
 

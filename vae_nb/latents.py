@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 from fastcore.basics import patch
 from .core import VaeNbError, mix_seed
-from .config import Config
+from .schema import Config
 from .space import ImageSpace
 from .files import FileImage, full_suffix, stem, atomic_write
 from .families import input_size, total_downsampling

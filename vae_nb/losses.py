@@ -21,7 +21,8 @@ from torch import nn
 from fastcore.basics import patch
 from torchvision.models import vgg as tv_vgg
 from .core import VaeNbError, ConfigError
-from .config import Config, DataConfig, ModelConfig, LossConfig, loss_problems, LOSS_TERMS
+from .config import loss_problems, LOSS_TERMS
+from .schema import Config, DataConfig, ModelConfig, LossConfig
 from .families import is_spatial_latent
 from .space import IMAGENET_MEAN, IMAGENET_STD, ImageSpace, to_range
 from .models import pretrained_file, pretrained_state_dict

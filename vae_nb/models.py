@@ -21,7 +21,7 @@ import torchvision.models as tvm
 from monai.networks.nets import AutoencoderKL, PatchDiscriminator
 from monai.apps.generation.maisi.networks.autoencoderkl_maisi import AutoencoderKlMaisi
 from .core import ConfigError, VaeNbError, is_main_process
-from .config import Config, ModelConfig, DataConfig
+from .schema import Config, ModelConfig, DataConfig
 from . import families
 
 # %% ../nbs/03_models.ipynb #c4d0fc84

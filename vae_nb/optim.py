@@ -11,7 +11,7 @@ __all__ = ['OPTIMIZERS', 'make_opt_func', 'lr_factor']
 import math
 from functools import partial
 import torch
-from .config import TrainConfig
+from .schema import TrainConfig
 
 # %% ../nbs/07a_optim.ipynb #44849640
 OPTIMIZERS = {'adam': torch.optim.Adam, 'adamw': torch.optim.AdamW}

@@ -14,10 +14,11 @@ from datetime import datetime
 from pathlib import Path
 from .core import seed_everything, get_device, is_main_process, ConfigError, VaeNbError, load_checkpoint
 from .rundir import RunDir, start_run_dir, resume_checkpoint, guard_run_dir
-from .config import Config, save_config, validate_config
+from .config import validate_config
+from .schema import Config, save_config
 from .rundir import RunDir
 from .space import ImageSpace
-from .data import build_dataloaders
+from .loaders import build_dataloaders
 from .models import build_model
 from .losses import build_loss
 from .learner import Learner, VAEStepCB
