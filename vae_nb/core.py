@@ -7,7 +7,8 @@ Docs: https://vae-nb.github.io/vae_nb/core.html.md"""
 # %% auto #0
 __all__ = ['SEED_STRIDE', 'VaeNbError', 'ConfigError', 'seed_everything', 'mix_seed', 'SeededIndex', 'rng_state', 'set_rng_state',
            'isolated_rng', 'get_device', 'world_size', 'rank', 'is_main_process', 'is_distributed', 'atomic_save',
-           'load_checkpoint', 'first_nonfinite']
+           'load_checkpoint', 'first_nonfinite', 'to_device', 'channels_last_format', 'unwrap', 'note_once',
+           'format_duration']
 
 # %% ../nbs/00_core.ipynb #c1c5c03e
 import math, os, random, tempfile
@@ -147,3 +148,40 @@ def first_nonfinite(obj, # A tensor, a float, or dicts/lists/tuples of them (e.g
     for k, v in items:
         if (bad := first_nonfinite(v, f'{name}.{k}' if name else str(k), floats)) is not None: return bad
     return None
+
+# %% ../nbs/00_core.ipynb #6c102a05
+def to_device(batch, device, memory_format=None):
+    "`batch` (tensor, dict, list or tuple of them) moved to `device`; image-shaped float tensors optionally in `memory_format`."
+    import torch
+    if isinstance(batch, torch.Tensor):
+        batch = batch.to(device, non_blocking=True)
+        return batch.contiguous(memory_format=memory_format) if memory_format is not None and batch.is_floating_point() and batch.ndim in (4, 5) else batch
+    if isinstance(batch, dict): return {k: to_device(v, device, memory_format) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)): return type(batch)(to_device(v, device, memory_format) for v in batch)
+    return batch
+
+def channels_last_format(spatial_dims:int):
+    "`torch.channels_last` for 2D data, `torch.channels_last_3d` for volumes."
+    import torch
+    return torch.channels_last if spatial_dims == 2 else torch.channels_last_3d
+
+def unwrap(model):
+    "The model inside a `DistributedDataParallel` (or similar) wrapper, or `model` itself."
+    return getattr(model, 'module', model)
+
+# %% ../nbs/00_core.ipynb #7a4b0bc5
+import sys
+_notes_shown = set()
+
+def note_once(msg:str): # What to tell the user
+    "Print `note: msg` to stderr the first time this process sees it, on the main process only."
+    if msg in _notes_shown or not is_main_process(): return
+    from tqdm.auto import tqdm
+    _notes_shown.add(msg); tqdm.write(f"note: {msg}", file=sys.stderr)
+
+def format_duration(seconds:float) -> str:
+    "`seconds` for a reader: '45 s', '2 min 5 s', '3 h 20 min'."
+    s = round(seconds)
+    if s < 60: return f"{s} s"
+    if s < 3600: return f"{s // 60} min {s % 60} s" if s % 60 else f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60} min"

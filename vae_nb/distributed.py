@@ -19,6 +19,7 @@ from torch.utils.data.distributed import DistributedSampler
 from .core import world_size, get_device, is_distributed
 from .schema import Config
 from .learner import Callback, CancelFitException
+from .core import unwrap
 
 # %% ../nbs/07b_distributed.ipynb #1191730b
 def local_rank() -> int:
@@ -143,7 +144,7 @@ class DDPCB(Callback):
 
     def before_fit(self, learn):
         if not is_distributed(): return
-        model = getattr(learn.model, 'module', learn.model)
+        model = unwrap(learn.model)
         device = next(model.parameters()).device
         if not isinstance(learn.model, DistributedDataParallel):
             learn.model = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None)

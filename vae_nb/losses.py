@@ -9,7 +9,7 @@ __all__ = ['RECON_LOSSES', 'VGG16_BLOCKS', 'ADV_LOSSES', 'CONV_TYPES', 'bce', 'r
            'backbone_weights', 'to_rgb', 'volume_slices', 'SliceDistance', 'vgg16_blocks', 'unit_channels',
            'PerceptualLoss', 'lpips_model', 'LPIPSLoss', 'patch_logits', 'generator_adv_loss', 'discriminator_loss',
            'gan_active', 'adaptive_adv_weight', 'last_decoder_layer', 'LabelHead', 'label_loss', 'LossBreakdown',
-           'VAELoss', 'add_adversarial', 'latent_features', 'build_loss']
+           'VAELoss', 'add_adversarial', 'latent_features', 'build_loss', 'terms_off']
 
 # %% ../nbs/04_losses.ipynb #67d1aad9
 import math, warnings
@@ -346,3 +346,11 @@ def build_loss(cfg:Config, # The run's config
               ) -> VAELoss:
     "The composite loss for a run."
     return VAELoss(cfg.loss, cfg.data, cfg.model, latent_features(cfg, model), num_classes)
+
+# %% ../nbs/04_losses.ipynb #bb760d9c
+def terms_off(loss_func) -> set: # A `VAELoss` (or anything shaped like it)
+    "Names of the loss terms `loss_func` does not compute (zeros in its breakdown)."
+    f = getattr(loss_func, 'module', loss_func)
+    off = {term for term, attr in (('perceptual', 'perceptual'), ('lpips', 'lpips'), ('aux', 'head')) if hasattr(f, attr) and getattr(f, attr) is None}
+    if getattr(getattr(f, 'cfg', None), 'adv_weight', None) == 0: off |= {'adv', 'adv_weight'}
+    return off

@@ -26,6 +26,9 @@ from .callbacks import *
 from .optim import make_opt_func
 from .gan import GANCB
 from .distributed import DDPCB, distributed_session, broadcast_object, is_distributed, lr_scale
+from .checkpoints import CheckpointCB, ResumeCB
+from .monitor import EstimateCB, MetricsLoggerCB, ProgressCB, SampleGridCB, TensorBoardCB, ValidationCB
+from .metrics import lpips_metric
 
 # %% ../nbs/10_train.ipynb #7b58d115
 def resolve_run_dir(cfg:Config) -> Path:

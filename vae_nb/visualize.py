@@ -9,7 +9,7 @@ __all__ = ['ORTHO_VIEWS', 'INTERPOLATIONS', 'to_display', 'zoom_for', 'image_gri
            'PlotFigure', 'save_figure', 'recon_error_figure', 'ortho_slices', 'ortho_figure', 'lerp', 'slerp',
            'interpolate', 'encode_mean', 'interpolation_figure', 'interpolation_grid', 'traversal_figure',
            'prior_samples_figure', 'read_metrics', 'training_curves_figure', 'widgets_available', 'slice_scrubber',
-           'interpolation_slider']
+           'interpolation_slider', 'reconstruct_batch', 'recon_figure']
 
 # %% ../nbs/06b_visualize.ipynb #3d16fa89
 import io, json, math, os, tempfile
@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 from .space import ImageSpace
+import torch.nn.functional as F
+from .core import isolated_rng, unwrap
 
 # %% ../nbs/06b_visualize.ipynb #19a72fee
 def to_display(x): # Unit images `[B, C, *spatial]` (see `vae_nb.space.ImageSpace.unit_pair`)
@@ -360,3 +362,28 @@ def interpolation_slider(model, # A VAE with `encode` and `decode`
         fig = PlotFigure(figsize=(3, 3)); ax = fig.add_subplot(); ax.set_axis_off()
         ax.imshow(_image(img), cmap='gray', vmin=0, vmax=1); _show(fig)
     return W.interactive(draw, t=W.FloatSlider(value=0.5, min=0., max=1., step=0.05))
+
+# %% ../nbs/06b_visualize.ipynb #d20a18fc
+@torch.no_grad()
+def reconstruct_batch(learn, n:int=8, space:ImageSpace|None=None):
+    "Originals and posterior-mean reconstructions of the first `n` validation (else training) samples, as unit images."
+    dl = learn.dls['val'] if len(learn.dls['val'].dataset) else learn.dls['train']
+    model = unwrap(learn.model)
+    p = next(model.parameters())
+    x = torch.stack([dl.dataset[i]['image'] for i in range(min(n, len(dl.dataset)))]).to(p.device)
+    was_training = model.training; model.eval()
+    try:
+        with isolated_rng(0): recon = model.decode(model.encode(x)[0])
+    finally: model.train(was_training)
+    recon, x = (space or ImageSpace()).unit_pair(recon.float(), x.float())
+    return x, recon
+
+def recon_figure(x, recon, n:int=8,
+                 per_row:int|None=None, # Images per row (default: all `n`)
+                 min_px:int=0): # Enlarge small images to at least this many pixels a side
+    "Image tensor `[3, H, W]` of unit images: originals over reconstructions; for volumes one such pair of rows per axis."
+    from vae_nb.visualize import recon_grid
+    if x.ndim == 4: return recon_grid(x, recon, n, per_row, min_px)
+    grids = [recon_grid(x.movedim(a, 2), recon.movedim(a, 2), n, per_row, min_px) for a in (2, 3, 4)]
+    w = max(g.shape[-1] for g in grids)
+    return torch.cat([F.pad(g, (0, w - g.shape[-1]), value=1.) for g in grids], 1)
