@@ -15,7 +15,6 @@ from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data.distributed import DistributedSampler
 from .core import world_size, get_device, is_distributed
 from .schema import Config
 from .learner import Callback, CancelFitException
@@ -153,9 +152,6 @@ class DDPCB(Callback):
         broadcast_params_list(self.extra_params)
         if self.lr_factor != 1: scale_learning_rate(learn.opt, self.lr_factor)
 
-    def before_epoch(self, learn):
-        sampler = getattr(learn.dl, 'sampler', None)
-        if learn.training and isinstance(sampler, DistributedSampler): sampler.set_epoch(learn.epoch)
 
     def after_loss(self, learn):
         if learn.training: learn.loss = loss_mean_over_ranks(learn.loss)

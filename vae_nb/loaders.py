@@ -6,7 +6,8 @@ Docs: https://vae-nb.github.io/vae_nb/loaders.html.md"""
 
 # %% auto #0
 __all__ = ['subset_indices', 'builtin_dataset', 'load_dataset', 'split_indices', 'resolve_cache_dir', 'check_reach',
-           'build_datasets', 'resolve_num_workers', 'drop_last', 'build_dataloaders', 'set_epoch']
+           'build_datasets', 'EpochSampler', 'resumable_loader', 'resolve_num_workers', 'drop_last',
+           'build_dataloaders']
 
 # %% ../nbs/02c_loaders.ipynb #fb283e0a
 import math, os
@@ -23,6 +24,9 @@ from .data import FileDataset, SampleTransform, SplitDataset, source_records
 from .space import ImageSpace
 from .rundir import RunDir
 from .config import builtin_problems
+from torch.utils.data import Sampler
+from .core import rank as process_rank
+from .core import SeededIndex, is_distributed, mix_seed
 
 # %% ../nbs/02c_loaders.ipynb #e7ae990f
 def _choose(indices:list, n:int, rng:np.random.Generator) -> list:
@@ -111,11 +115,43 @@ def build_datasets(cfg:Config) -> dict:
     return {'train': SplitDataset(ds, tr, SampleTransform(cfg.data, train=True, seed=seed)),
             'val': SplitDataset(ds, va, SampleTransform(cfg.data, train=False))}
 
-# %% ../nbs/02c_loaders.ipynb #b65ca72f
-def _is_distributed() -> bool:
-    "Is this process one of several in an initialized process group?"
-    return torch.distributed.is_available() and torch.distributed.is_initialized() and world_size() > 1
+# %% ../nbs/02c_loaders.ipynb #cfd46d0f
+class EpochSampler(Sampler):
+    "Shuffled indices seeded by `(seed, epoch)`, split across processes, optionally skipping the first `skip`."
+    def __init__(self, n:int, # Dataset length
+                 seed:int=0, # Base seed
+                 shuffle:bool=True, # Shuffle (else in order)
+                 num_replicas:int|None=None, # Processes sharing the data; None = `world_size()`
+                 rank:int|None=None): # This process; None = `rank()`
+        self.n, self.seed, self.shuffle = n, seed, shuffle
+        self.num_replicas, self.rank = num_replicas or world_size(), process_rank() if rank is None else rank
+        self.epoch, self.skip = 0, 0
+    def set_epoch(self, epoch:int, skip:int=0): self.epoch, self.skip = epoch, skip
+    @property
+    def per_replica(self) -> int: return math.ceil(self.n / self.num_replicas)
+    def indices(self) -> list:
+        "This process's indices for the current epoch, before skipping."
+        idx = torch.randperm(self.n, generator=torch.Generator().manual_seed(mix_seed(self.seed, self.epoch))).tolist() if self.shuffle else list(range(self.n))
+        total = self.per_replica * self.num_replicas
+        idx = (idx * math.ceil(total / max(len(idx), 1)))[:total]
+        return idx[self.rank::self.num_replicas]
+    def __iter__(self):
+        "This epoch's indices after the skipped ones, each carrying the seed of its augmentation (`SeededIndex`)."
+        pos = lambda j: self.rank + j * self.num_replicas  # position in the epoch's full order, the same on any number of workers
+        return (SeededIndex(i, mix_seed(self.seed, self.epoch, pos(j))) for j, i in enumerate(self.indices()) if j >= self.skip)
+    def __len__(self): return max(self.per_replica - self.skip, 0)
 
+def resumable_loader(dl:DataLoader, # A training loader (its dataset, batch size, workers and collate are kept)
+                     seed:int=0 # Base seed of the data order
+                    ) -> DataLoader:
+    "`dl` rebuilt around an `EpochSampler`, with a private generator, so its order can be replayed and resumed."
+    if isinstance(dl.sampler, EpochSampler) or dl.batch_size is None: return dl  # already resumable; or a custom batch sampler: keep it (resuming mid-epoch then replays from the epoch start)
+    kw = dict(num_workers=dl.num_workers, collate_fn=dl.collate_fn, pin_memory=dl.pin_memory, drop_last=dl.drop_last,
+              worker_init_fn=dl.worker_init_fn, generator=torch.Generator().manual_seed(seed))
+    if dl.num_workers: kw.update(prefetch_factor=dl.prefetch_factor, persistent_workers=dl.persistent_workers)
+    return DataLoader(dl.dataset, dl.batch_size, sampler=EpochSampler(len(dl.dataset), seed), **kw)
+
+# %% ../nbs/02c_loaders.ipynb #b65ca72f
 def _file_dataset(ds) -> bool:
     "Does `ds` (or the dataset it wraps) read files?"
     while not isinstance(ds, FileDataset) and hasattr(ds, 'dataset'): ds = ds.dataset
@@ -142,17 +178,11 @@ def drop_last(n:int, # Training samples
     return per >= batch_size and 0 < per % batch_size < batch_size / 2
 
 def build_dataloaders(cfg:Config, datasets:dict|None=None) -> dict:
-    "Shuffled, seeded training loader and ordered validation loader for `cfg` (distributed samplers under torchrun)."
+    "Training loader in a resumable, seeded order (`EpochSampler`: each process its share under torchrun; tell it the epoch with `set_epoch`) and ordered validation loader (a `DistributedSampler` share under torchrun)."
     datasets = datasets or build_datasets(cfg)
-    bs, seed, dist = cfg.train.batch_size, cfg.train.seed, _is_distributed()
+    bs, seed, dist = cfg.train.batch_size, cfg.train.seed, is_distributed()
     train_ds, val_ds = datasets['train'], datasets['val']
-    train_sampler = DistributedSampler(train_ds, shuffle=True, seed=seed) if dist else None
-    train = DataLoader(train_ds, bs, shuffle=train_sampler is None, sampler=train_sampler, drop_last=drop_last(len(train_ds), bs, world_size() if dist else 1),
+    train = DataLoader(train_ds, bs, sampler=EpochSampler(len(train_ds), seed), drop_last=drop_last(len(train_ds), bs, world_size() if dist else 1),
                        generator=torch.Generator().manual_seed(seed), **_loader_options(cfg, train_ds))
     val = DataLoader(val_ds, bs, shuffle=False, sampler=DistributedSampler(val_ds, shuffle=False) if dist else None, **_loader_options(cfg, val_ds))
     return {'train': train, 'val': val}
-
-def set_epoch(dls:dict, epoch:int):
-    "Tell the loaders' distributed samplers (if any) the epoch, so each epoch shuffles differently."
-    for dl in dls.values():
-        if hasattr(dl.sampler, 'set_epoch'): dl.sampler.set_epoch(epoch)

@@ -82,7 +82,6 @@ def build_learner(cfg:Config, run_dir:Path, cbs:list=()) -> Learner:
     "A `Learner` for `cfg`: seeded data in a resumable order, model, loss and optimizer, standard callbacks plus `cbs`."
     seed_everything(cfg.train.seed)
     dls, model = build_dataloaders(cfg), build_model(cfg)
-    dls['train'] = resumable_loader(dls['train'], cfg.train.seed)
     return Learner(model, dls, training_loss(cfg, model, dls['train'].dataset), lr=cfg.train.lr, cbs=build_callbacks(cfg, run_dir) + list(cbs),
                    opt_func=make_opt_func(cfg.train))
 
