@@ -51,7 +51,7 @@ def measure(folder:str, workers:str, size:int, batch_size:int, epochs:int=2) -> 
     import torch
     from vae_nb.config import get_config
     from vae_nb.data import cache_budget
-from vae_nb.loaders import build_datasets, build_dataloaders
+    from vae_nb.loaders import build_datasets, build_dataloaders
     torch.set_num_threads(1)
     cfg = get_config(overrides=[f'data.path={folder}', f'data.image_size={size}', f'train.batch_size={batch_size}', f'data.num_workers={workers}'])
     mem = PeakMemory(); mem.start()

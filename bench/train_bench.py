@@ -114,8 +114,10 @@ def val_loss(model, cfg) -> float:
 
 def learner_vs_bare(args, tmp):
     "Section 1: the default learner vs the bare loop, same steps, interleaved rounds."
-    print(f"1) vae_nb Learner with its default callbacks vs a bare loop (conv_vae 64x64, fp32, {args.epochs} epochs of "
-          f"{args.samples} phantoms, {args.rounds} interleaved rounds)")
+    size = make_cfg('conv_vae', args).data.image_size
+    print(f"1) vae_nb Learner with its default callbacks vs a bare loop (conv_vae {size}x{size}, fp32, {args.epochs} epochs of "
+          f"{args.samples} phantoms, {args.rounds} interleaved rounds; the learner's time includes its one-off work: the first "
+          f"and last validation, sample grids, latent statistics and checkpoints, so short runs pay more)")
     bare, learner = [], []
     for r in range(args.rounds):
         ips, steps = learner_loop(make_cfg('conv_vae', args, f'train.epochs={args.epochs}'), f'{tmp}/learner{r}', args.epochs)

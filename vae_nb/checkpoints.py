@@ -130,7 +130,9 @@ class ResumeCB(Callback):
         if found is None and is_main_process(): tqdm.write(f"resume: no checkpoint in {RunDir(self.run_dir).checkpoints} yet; starting fresh", file=sys.stderr)
         return found
     def before_fit(self, learn):
-        if (path := self.resolve()) is None: return
+        if (path := self.resolve()) is None:
+            if self.run_dir is not None and is_main_process(): trim_metrics(self.run_dir, 0)  # a fresh start: rows of an attempt with no checkpoint go
+            return
         ck = load_checkpoint(path)
         try: unwrap(learn.model).load_state_dict(ck['model']); learn.opt.load_state_dict(ck['opt'])
         except (RuntimeError, ValueError, KeyError) as e:

@@ -61,11 +61,18 @@ def step_checkpoints(run_dir) -> list: # A run directory
     "The `step_<N>.pt` files of `run_dir`, oldest step first."
     return sorted((p for p in RunDir(run_dir).checkpoints.glob('step_*.pt') if checkpoint_step(p) >= 0), key=checkpoint_step)
 
+def _stored_step(path) -> int:
+    "The training step stored in checkpoint `path`; -1 when it cannot be read."
+    from vae_nb.core import load_checkpoint
+    try: return int(load_checkpoint(path, mmap=True)['step'])
+    except Exception: return -1
+
 def latest_checkpoint(run_dir) -> Path|None: # A run directory
-    "The most recently written training checkpoint of `run_dir` (`last.pt` or a step checkpoint), or None."
+    "The checkpoint of `run_dir` furthest into training (highest stored step; ties: `last.pt`, a step checkpoint, `best.pt`), or None."
     rd = RunDir(run_dir)
-    files = [p for p in [rd.last, *step_checkpoints(run_dir)] if p.is_file()]
-    return max(files, key=lambda p: (p.stat().st_mtime_ns, p.name == LAST_CHECKPOINT), default=None)
+    files = [p for p in [rd.last, *step_checkpoints(run_dir), rd.best] if p.is_file()]
+    tie = {LAST_CHECKPOINT: 2, BEST_CHECKPOINT: 0}
+    return max(files, key=lambda p: (_stored_step(p), tie.get(p.name, 1)), default=None)
 
 def best_checkpoint(run_dir) -> Path|None: # A run directory
     "`checkpoints/best.pt` of `run_dir` when it exists, else None."
