@@ -22,7 +22,8 @@ from vae_nb.loaders import build_dataloaders
 from vae_nb.models import build_model
 from vae_nb.losses import build_loss
 from vae_nb.learner import Callback
-from vae_nb.callbacks import to_device, channels_last_format, resolve_precision, cpu_bf16_native
+from vae_nb.callbacks import resolve_precision, cpu_bf16_native
+from vae_nb.core import to_device, channels_last_format
 from vae_nb.train import build_learner
 
 FAMILIES = {  # small members of each family, so a CPU measures them in minutes

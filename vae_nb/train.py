@@ -29,6 +29,7 @@ from .distributed import DDPCB, distributed_session, broadcast_object, is_distri
 from .checkpoints import CheckpointCB, ResumeCB
 from .monitor import EstimateCB, MetricsLoggerCB, ProgressCB, SampleGridCB, TensorBoardCB, ValidationCB
 from .metrics import lpips_metric
+from .core import channels_last_format
 
 # %% ../nbs/10_train.ipynb #7b58d115
 def resolve_run_dir(cfg:Config) -> Path:
