@@ -17,7 +17,7 @@ from .learner import Callback, VAEStepCB
 from .schema import Config, config_to_dict
 from .core import ConfigError, VaeNbError, atomic_save, first_nonfinite, is_main_process, isolated_rng, load_checkpoint, rng_state, set_rng_state, unwrap
 from .callbacks import NaNGuardCB, NonFiniteLossError, _fix_hint, _last_good, current_kl_weight
-from .rundir import RunDir, checkpoint_step, resume_checkpoint, trim_metrics, writing
+from .rundir import RunDir, LAST_CHECKPOINT, BEST_CHECKPOINT, checkpoint_step, resume_checkpoint, trim_metrics, writing
 from .metrics import channel_view
 
 # %% ../nbs/08b_checkpoints.ipynb #773cef5c
@@ -95,7 +95,7 @@ class CheckpointCB(Callback):
         if self.every and learn.step % self.every == 0:
             self.save(learn, f'step_{learn.step}.pt'); self.prune()
         if self.last_every is not None and time.monotonic() - self.last_written >= self.last_every: self.save_last(learn)
-    def save_last(self, learn): self.save(learn, 'last.pt'); self.last_written = time.monotonic()
+    def save_last(self, learn): self.save(learn, LAST_CHECKPOINT); self.last_written = time.monotonic()
     def prune(self):
         if not is_main_process(): return
         for old in sorted(self.dir.glob('step_*.pt'), key=checkpoint_step)[:-self.keep or None]: old.unlink(missing_ok=True)
@@ -104,12 +104,12 @@ class CheckpointCB(Callback):
     def after_validate(self, learn):
         if self.monitor not in learn.val_metrics: return  # the config verdict (`train.best_metric`) allows only metrics validation measures
         value = self.sign * learn.val_metrics[self.monitor]
-        if value < self.best: self.best = value; self.save(learn, 'best.pt')
+        if value < self.best: self.best = value; self.save(learn, BEST_CHECKPOINT)
     def after_fit(self, learn):
         done = not learn.interrupted and self.n_stats and is_main_process()
         if done: self.latent_stats = latent_stats(learn.model, learn.dls['train'].dataset, self.n_stats, learn.dls['train'].batch_size)
         self.save_last(learn)
-        if done and (best := self.dir/'best.pt').exists(): self.add_stats(learn, best)
+        if done and (best := self.dir/BEST_CHECKPOINT).exists(): self.add_stats(learn, best)
     def add_stats(self, learn, path:Path):
         "Store the latent statistics of the weights in `path` into it."
         ck = load_checkpoint(path)

@@ -107,8 +107,9 @@ def _train(overrides, flags, run_dir, resume, print_config, list_presets):
     start = time.perf_counter()
     from vae_nb.train import train_run  # deferred: PyTorch, MONAI and friends load only when a run starts
     from vae_nb.core import format_duration
+    from vae_nb.rundir import RunDir
     run_dir = train_run(r.cfg)  # prints the run directory before the first step
-    if is_main_process(): print(f"finished in {format_duration(time.perf_counter() - start)}: reconstructions and interpolations in {(run_dir/'samples').resolve()}")
+    if is_main_process(): print(f"finished in {format_duration(time.perf_counter() - start)}: reconstructions and interpolations in {RunDir(run_dir).samples.resolve()}")
     return run_dir
 
 # %% ../nbs/12_cli.ipynb #226081b7

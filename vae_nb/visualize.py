@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from .space import ImageSpace
 import torch.nn.functional as F
 from .core import isolated_rng, unwrap
+from .rundir import RunDir
 
 # %% ../nbs/06b_visualize.ipynb #19a72fee
 def to_display(x): # Unit images `[B, C, *spatial]` (see `vae_nb.space.ImageSpace.unit_pair`)
@@ -276,7 +277,7 @@ def prior_samples_figure(model, # A VAE with `decode` and `latent_shape`
 def read_metrics(path) -> list[dict]:
     "The rows of a `metrics.jsonl` file (a run directory works too); unreadable lines are skipped."
     path = Path(path)
-    if path.is_dir(): path = path/'metrics.jsonl'
+    if path.is_dir(): path = RunDir(path).metrics
     if not path.is_file(): raise FileNotFoundError(f"{path}: no metrics file; pass a run directory or its metrics.jsonl")
     rows = []
     for line in path.read_text().splitlines():
