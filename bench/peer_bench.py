@@ -29,7 +29,7 @@ from vae_nb.models import VAEBase
 from vae_nb.losses import LossBreakdown
 from vae_nb.learner import Learner, Callback
 from vae_nb.loaders import build_dataloaders
-from vae_nb.callbacks import resolve_precision
+from vae_nb.config import resolve_precision
 from vae_nb.loaders import resumable_loader
 from vae_nb.optim import make_opt_func
 from vae_nb.train import build_callbacks

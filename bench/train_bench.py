@@ -8,7 +8,7 @@ Prints, in one run:
    the validation loss after the same short training relative to fp32, and GFLOP/s as a share of a measured fp32
    matmul peak; the last column says what `train.precision=auto` picks for that family on this device.
    Each family's `cpu_bf16` in `vae_nb.families` records the CPU verdict (bf16 where it ran at least 1.1x faster with
-   the validation loss within 2 % of fp32); the callbacks notebook holds the table. On a shared machine use
+   the validation loss within 2 % of fp32); `vae_nb.config.resolve_precision` applies it. On a shared machine use
    `--threads 1`: with more threads than free cores, threads waiting on each other dominate the timings.
 
 Usage: python bench/train_bench.py [--epochs 4] [--steps 20] [--batch-size 16] [--quality-steps 40] [--device auto]
@@ -22,7 +22,7 @@ from vae_nb.loaders import build_dataloaders
 from vae_nb.models import build_model
 from vae_nb.losses import build_loss
 from vae_nb.learner import Callback
-from vae_nb.callbacks import resolve_precision, cpu_bf16_native
+from vae_nb.config import resolve_precision, cpu_bf16_native
 from vae_nb.core import to_device, channels_last_format
 from vae_nb.train import build_learner
 

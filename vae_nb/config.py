@@ -6,12 +6,12 @@ Docs: https://vae-nb.github.io/vae_nb/config.html.md"""
 
 # %% auto #0
 __all__ = ['BUILTIN_DATA', 'AUGMENTATIONS', 'RECON_TERMS', 'LOSS_TERMS', 'VAL_METRICS', 'builtin_problems', 'data_problems',
-           'loss_problems', 'device_problems', 'precision_problems', 'train_problems', 'has_labels', 'validate_config',
-           'ResolvedConfig', 'resolve_config', 'ConfigNote', 'get_config', 'command_flags', 'resolve_command',
-           'format_config']
+           'loss_problems', 'device_problems', 'precision_problems', 'train_problems', 'cpu_bf16_native',
+           'resolve_precision', 'has_labels', 'validate_config', 'ResolvedConfig', 'resolve_config', 'ConfigNote',
+           'get_config', 'command_flags', 'resolve_command', 'format_config']
 
 # %% ../nbs/01d_config.ipynb #ed79eeb2
-import difflib, math, warnings
+import difflib, functools, math, warnings
 from pathlib import Path
 from typing import NamedTuple
 import yaml
@@ -158,6 +158,31 @@ def train_problems(cfg:Config) -> list[str]:
     if dev := device_problems(t.device): p += dev
     elif t.precision in ('fp16', 'bf16'): p += precision_problems(t.precision, _device_type(t.device))
     return p + _best_metric_problems(cfg)
+
+# %% ../nbs/01d_config.ipynb #da7922e0
+@functools.cache
+def _cpu_flags() -> frozenset:
+    "The x86 feature flags of this CPU from /proc/cpuinfo (empty where there is none)."
+    try: lines = Path('/proc/cpuinfo').read_text().splitlines()
+    except OSError: return frozenset()
+    return frozenset(next((l.split(':', 1)[1].split() for l in lines if l.startswith('flags')), []))
+
+def cpu_bf16_native() -> bool:
+    "Does this CPU compute bf16 in hardware (AVX512-BF16 or AMX-BF16)?"
+    return bool(_cpu_flags() & {'avx512_bf16', 'amx_bf16'})
+
+def resolve_precision(precision:str, # 'auto', 'fp32', 'bf16' or 'fp16'
+                      device, # Where training runs
+                      family:str|None=None) -> str: # `model.name`, for `auto` on a CPU
+    "The precision that will run on `device`: 'fp32', 'bf16' or 'fp16'."
+    import torch
+    device = torch.device(device)
+    if precision == 'auto':
+        if device.type == 'cpu': return 'bf16' if cpu_bf16_native() and getattr(families.family(family or ''), 'cpu_bf16', False) else 'fp32'
+        if device.type != 'cuda': return 'fp32'
+        return 'bf16' if torch.cuda.is_bf16_supported() else 'fp16'
+    if problems := precision_problems(precision, device.type): raise ConfigError(problems)  # the verdict's rule
+    return precision
 
 # %% ../nbs/01d_config.ipynb #d12a2c42
 def has_labels(d:DataConfig) -> bool|None:

@@ -7,12 +7,13 @@ Docs: https://vae-nb.github.io/vae_nb/core.html.md"""
 # %% auto #0
 __all__ = ['SEED_STRIDE', 'VaeNbError', 'ConfigError', 'seed_everything', 'mix_seed', 'SeededIndex', 'rng_state', 'set_rng_state',
            'isolated_rng', 'get_device', 'world_size', 'rank', 'is_main_process', 'is_distributed', 'atomic_save',
-           'load_checkpoint', 'first_nonfinite', 'to_device', 'channels_last_format', 'unwrap', 'note_once',
-           'format_duration']
+           'load_checkpoint', 'first_nonfinite', 'NonFiniteLossError', 'last_good', 'divergence_fix', 'state_problem',
+           'grads_finite', 'to_device', 'channels_last_format', 'unwrap', 'autocast_state', 'autocast_like', 'frozen',
+           'note_once', 'format_duration']
 
 # %% ../nbs/00_core.ipynb #c1c5c03e
 import math, os, random, tempfile
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
 
@@ -149,6 +150,34 @@ def first_nonfinite(obj, # A tensor, a float, or dicts/lists/tuples of them (e.g
         if (bad := first_nonfinite(v, f'{name}.{k}' if name else str(k), floats)) is not None: return bad
     return None
 
+# %% ../nbs/00_core.ipynb #fa39f184
+class NonFiniteLossError(VaeNbError):
+    "Training diverged: a loss term, a gradient or the state to be saved is NaN or infinite."
+    exit_code = 3
+
+def last_good(path=None) -> str: # The last checkpoint written (`learn.last_checkpoint`), or None
+    "Where the last good state is, in words."
+    return f"the last good checkpoint {path} is intact" if path else "no checkpoint had been written yet"
+
+def divergence_fix(cfg=None) -> str: # The run's `Config` (its learning rate and KL weight); None for the general advice
+    "The settings to change after a divergence, with values to try."
+    if cfg is None: return "lower train.lr and/or loss.kl_weight (e.g. 10x)"
+    return (f"lower train.lr (now {cfg.train.lr:g}; try train.lr={cfg.train.lr / 10:g}) and/or loss.kl_weight "
+            f"(now {cfg.loss.kl_weight:g}; try loss.kl_weight={cfg.loss.kl_weight / 10:g}); train.grad_clip=1.0 also helps")
+
+# %% ../nbs/00_core.ipynb #06e7af12
+def state_problem(state:dict) -> str|None: # A checkpoint's state: `model`, `opt`, `callbacks` (class name -> its `state_dict()`)
+    "The first NaN or infinite value in a checkpoint's training state (model, optimizer, callbacks' tensors, the GradScaler), by name; None when finite."
+    callbacks = state.get('callbacks') or {}
+    return (first_nonfinite({k: state.get(k) for k in ('model', 'opt')}) or first_nonfinite(callbacks, 'callbacks', floats=False)
+            or first_nonfinite(callbacks.get('MixedPrecisionCB'), 'callbacks.MixedPrecisionCB'))
+
+def grads_finite(params) -> bool:
+    "True when every gradient of `params` is finite (parameters without a gradient are ignored)."
+    import torch
+    grads = [p.grad for p in params if p.grad is not None]
+    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+
 # %% ../nbs/00_core.ipynb #6c102a05
 def to_device(batch, device, memory_format=None):
     "`batch` (tensor, dict, list or tuple of them) moved to `device`; image-shaped float tensors optionally in `memory_format`."
@@ -168,6 +197,28 @@ def channels_last_format(spatial_dims:int):
 def unwrap(model):
     "The model inside a `DistributedDataParallel` (or similar) wrapper, or `model` itself."
     return getattr(model, 'module', model)
+
+# %% ../nbs/00_core.ipynb #59ab990d
+def autocast_state(device_type:str) -> tuple:
+    "(enabled, dtype) of the autocast active now on `device_type`."
+    import torch
+    enabled = torch.is_autocast_enabled(device_type)
+    return enabled, torch.get_autocast_dtype(device_type) if enabled else None
+
+def autocast_like(device_type:str, state:tuple):
+    "An autocast context reproducing `state` from `autocast_state` (a no-op when it was off)."
+    import torch
+    enabled, dtype = state
+    return torch.autocast(device_type, dtype=dtype) if enabled else nullcontext()
+
+@contextmanager
+def frozen(module): # A `torch.nn.Module`
+    "Run `module` without collecting gradients for its parameters (gradients still flow to its input)."
+    flags = [p.requires_grad for p in module.parameters()]
+    module.requires_grad_(False)
+    try: yield module
+    finally:
+        for p, f in zip(module.parameters(), flags): p.requires_grad_(f)
 
 # %% ../nbs/00_core.ipynb #7a4b0bc5
 import sys

@@ -172,4 +172,4 @@ class DDPCB(Callback):
         if learn.val_metrics: learn.val_metrics = metrics_mean_over_ranks(learn.val_metrics)
 
     def cleanup_fit(self, learn):
-        if isinstance(learn.model, DistributedDataParallel): learn.model = learn.model.module
+        if isinstance(learn.model, DistributedDataParallel): learn.model = unwrap(learn.model)

@@ -27,7 +27,7 @@ class Family(NamedTuple):
     downsampling_rule: str # `downsampling` as an expression of `model` fields, for messages
     downsampling: Callable # `model` section -> the factor every input axis must divide by
     batch_norm: bool = False # Uses BatchNorm: training needs more than one value per channel
-    cpu_bf16: bool = False # bf16 autocast measured faster than fp32 on a CPU with native bf16 (AVX512-BF16, AMX) at a validation loss within 2 %, so `train.precision=auto` picks it there (bench/train_bench.py; table in the callbacks notebook)
+    cpu_bf16: bool = False # bf16 autocast measured faster than fp32 on a CPU with native bf16 (AVX512-BF16, AMX) at a validation loss within 2 %, so `train.precision=auto` picks it there (bench/train_bench.py; `vae_nb.config.resolve_precision` applies it)
     needs: Callable = lambda m: [] # `model` section -> what the family needs beyond images (pretrained weights...)
     rules: Callable = lambda cfg: [] # `cfg` -> problems with the settings only this family reads
 

@@ -6,12 +6,16 @@ Docs: https://vae-nb.github.io/vae_nb/learner.html.md"""
 
 # %% auto #0
 __all__ = ['CancelStepException', 'CancelBatchException', 'CancelEpochException', 'CancelFitException', 'Callback', 'run_cbs',
-           'with_cbs', 'loss_value', 'TrainCB', 'Learner', 'VAEStepCB']
+           'with_cbs', 'loss_value', 'TrainCB', 'Learner', 'VAEStepCB', 'current_kl_weight', 'train_scalars',
+           'warn_user']
 
 # %% ../nbs/07_learner.ipynb #63c7ac52
+import sys
 from operator import attrgetter
 import torch
 from fastcore.basics import store_attr
+from tqdm.auto import tqdm
+from .core import is_main_process
 
 # %% ../nbs/07_learner.ipynb #d8a28fd7
 class CancelStepException(Exception): "Skip this optimizer step."
@@ -128,3 +132,21 @@ class VAEStepCB(TrainCB):
         self.kl_weight = kl_weight
     def predict(self, learn): learn.preds = learn.model(learn.batch['image'])
     def get_loss(self, learn): learn.loss = learn.loss_func(learn.preds, learn.batch['image'], kl_weight=self.kl_weight, batch=learn.batch)
+
+# %% ../nbs/07_learner.ipynb #816946b2
+def current_kl_weight(learn) -> float|None:
+    "The KL weight of the current batch (the VAE step's), or None."
+    return getattr(learn.get_cb(VAEStepCB), 'kl_weight', None)
+
+def train_scalars(learn) -> dict:
+    "This step's loss terms as floats, read from the device in one go and shared by the loggers of this step."
+    if getattr(learn, '_scalars_step', None) != learn.step:
+        terms = learn.loss._asdict()
+        values = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in terms.values()]).tolist()
+        learn._scalars, learn._scalars_step = dict(zip(terms, values)), learn.step
+    return learn._scalars
+
+def warn_user(learn, msg:str):
+    "Report a training warning on the console (main process) and keep it for TensorBoard."
+    learn.warnings.append((learn.step, msg))
+    if is_main_process(): tqdm.write(f"warning: {msg}", file=sys.stderr)

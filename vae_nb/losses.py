@@ -9,7 +9,7 @@ __all__ = ['RECON_LOSSES', 'VGG16_BLOCKS', 'ADV_LOSSES', 'CONV_TYPES', 'bce', 'r
            'backbone_weights', 'to_rgb', 'volume_slices', 'SliceDistance', 'vgg16_blocks', 'unit_channels',
            'PerceptualLoss', 'lpips_model', 'LPIPSLoss', 'patch_logits', 'generator_adv_loss', 'discriminator_loss',
            'gan_active', 'adaptive_adv_weight', 'last_decoder_layer', 'LabelHead', 'label_loss', 'LossBreakdown',
-           'VAELoss', 'add_adversarial', 'latent_features', 'build_loss', 'terms_off']
+           'nonfinite_terms', 'with_term', 'VAELoss', 'add_adversarial', 'latent_features', 'build_loss', 'terms_off']
 
 # %% ../nbs/04_losses.ipynb #67d1aad9
 import math, warnings
@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from fastcore.basics import patch
 from torchvision.models import vgg as tv_vgg
-from .core import VaeNbError, ConfigError
+from .core import VaeNbError, ConfigError, unwrap
 from .config import loss_problems, LOSS_TERMS
 from .schema import Config, DataConfig, ModelConfig, LossConfig
 from .families import is_spatial_latent
@@ -248,6 +248,23 @@ class LossBreakdown(NamedTuple):
     adv_weight: torch.Tensor # Weight applied to `adv`: `adv_weight`, times the adaptive weight; 0 before `disc_start`
     aux: torch.Tensor # Cross-entropy of the auxiliary label head (before weighting)
 
+# %% ../nbs/04_losses.ipynb #e0e2eaba
+def nonfinite_terms(loss) -> dict: # A breakdown of named terms (`NamedTuple`)
+    "The terms of a loss breakdown that are NaN or infinite, with their values."
+    return {k: v.item() for k, v in loss._asdict().items() if isinstance(v, torch.Tensor) and not torch.isfinite(v).all()}
+
+_extended = {}
+def with_term(breakdown, # A loss breakdown (`NamedTuple`)
+              name:str, # Term to set
+              value:torch.Tensor): # Its value
+    "`breakdown` with term `name` set to `value` (a new field is added when it has none)."
+    if name in breakdown._fields: return breakdown._replace(**{name: value})
+    key = (type(breakdown), name)
+    if key not in _extended:
+        fields = [(f, torch.Tensor) for f in breakdown._fields] + [(name, torch.Tensor)]
+        _extended[key] = NamedTuple(type(breakdown).__name__, fields)
+    return _extended[key](*breakdown, value)
+
 # %% ../nbs/04_losses.ipynb #c507a2c2
 class VAELoss(nn.Module):
     "The composite VAE loss of `cfg.loss`, comparing in the model's output range; returns a `LossBreakdown`."
@@ -350,7 +367,7 @@ def build_loss(cfg:Config, # The run's config
 # %% ../nbs/04_losses.ipynb #bb760d9c
 def terms_off(loss_func) -> set: # A `VAELoss` (or anything shaped like it)
     "Names of the loss terms `loss_func` does not compute (zeros in its breakdown)."
-    f = getattr(loss_func, 'module', loss_func)
+    f = unwrap(loss_func)
     off = {term for term, attr in (('perceptual', 'perceptual'), ('lpips', 'lpips'), ('aux', 'head')) if hasattr(f, attr) and getattr(f, attr) is None}
     if getattr(getattr(f, 'cfg', None), 'adv_weight', None) == 0: off |= {'adv', 'adv_weight'}
     return off
