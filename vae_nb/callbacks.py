@@ -12,13 +12,12 @@ __all__ = ['DataOrderCB', 'DeviceCB', 'MixedPrecisionCB', 'LRScheduleCB', 'GradA
 import copy, math, signal, sys, threading
 import torch
 from tqdm.auto import tqdm
-from .core import NonFiniteLossError, divergence_fix, grads_finite, is_main_process, last_good, load_checkpoint, mix_seed, to_device, unwrap
+from .core import NonFiniteLossError, divergence_fix, grads_finite, is_distributed, is_main_process, last_good, load_checkpoint, mix_seed, to_device, unwrap
 from .schema import Config, TrainConfig
 from .config import resolve_precision
 from .annealing import kl_factor
 from .optim import lr_factor
 from .losses import nonfinite_terms
-from .distributed import any_rank
 from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException, VAEStepCB, loss_value, warn_user
 from .loaders import EpochSampler
 
@@ -217,7 +216,7 @@ class SignalCB(Callback):
         for s, h in self.old.items(): signal.signal(s, h)
         self.old = {}
     def after_step(self, learn):
-        if not any_rank(self.received is not None): return  # every rank stops after the same step
+        if self.received is None or is_distributed(): return  # under torchrun, DDPCB makes the ranks' one stop decision
         learn.interrupted = True
         if is_main_process(): tqdm.write(f"{signal.Signals(self.received).name} received: stopping after step {learn.step}, writing a checkpoint", file=sys.stderr)
         raise CancelFitException()

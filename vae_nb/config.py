@@ -118,9 +118,8 @@ def _best_metric_problems(cfg:Config) -> list[str]:
         return [f"train.best_metric: {name[:60]!r} is not a validation metric; " + (f"did you mean '{close[0]}'? " if close else '') + f"choose one of {', '.join(VAL_METRICS)}"]
     if why := _unmeasured(cfg).get(name): return [f"train.best_metric: {name} is not measured ({why}); choose another, e.g. loss"]
     if name == 'ms_ssim':
-        from vae_nb.metrics import ms_ssim_supported  # only asked for this metric: keeps the verdict light
-        from vae_nb.families import input_size
-        if not ms_ssim_supported(input_size(cfg.data)): return [f"train.best_metric: ms_ssim needs larger images than {input_size(cfg.data)} (every axis > 160 px); use ssim"]
+        size = families.input_size(cfg.data)
+        if not families.ms_ssim_supported(size): return [f"train.best_metric: ms_ssim needs larger images than {size} (every axis > 160 px); use ssim"]
     return []
 
 # %% ../nbs/01d_config.ipynb #8678da00
