@@ -31,9 +31,8 @@ from .space import ImageSpace
 from .annealing import kl_factor
 from .optim import lr_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
-from .distributed import any_rank
 from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException, VAEStepCB, loss_value
-from .core import unwrap
+from .core import unwrap, is_distributed
 from .loaders import EpochSampler
 from .core import to_device
 
@@ -288,7 +287,7 @@ class SignalCB(Callback):
         for s, h in self.old.items(): signal.signal(s, h)
         self.old = {}
     def after_step(self, learn):
-        if not any_rank(self.received is not None): return  # every rank stops after the same step
+        if self.received is None or is_distributed(): return  # under torchrun, DDPCB makes the ranks' one stop decision
         learn.interrupted = True
         if is_main_process(): tqdm.write(f"{signal.Signals(self.received).name} received: stopping after step {learn.step}, writing a checkpoint", file=sys.stderr)
         raise CancelFitException()

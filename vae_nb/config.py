@@ -15,7 +15,7 @@ import difflib, math, warnings
 from pathlib import Path
 from typing import NamedTuple
 import yaml
-from . import space
+from . import space, families, annealing
 import csv
 from dataclasses import fields
 import re
@@ -118,9 +118,8 @@ def _best_metric_problems(cfg:Config) -> list[str]:
         return [f"train.best_metric: {name[:60]!r} is not a validation metric; " + (f"did you mean '{close[0]}'? " if close else '') + f"choose one of {', '.join(VAL_METRICS)}"]
     if why := _unmeasured(cfg).get(name): return [f"train.best_metric: {name} is not measured ({why}); choose another, e.g. loss"]
     if name == 'ms_ssim':
-        from vae_nb.metrics import ms_ssim_supported  # only asked for this metric: keeps the verdict light
-        from vae_nb.families import input_size
-        if not ms_ssim_supported(input_size(cfg.data)): return [f"train.best_metric: ms_ssim needs larger images than {input_size(cfg.data)} (every axis > 160 px); use ssim"]
+        size = families.input_size(cfg.data)
+        if not families.ms_ssim_supported(size): return [f"train.best_metric: ms_ssim needs larger images than {size} (every axis > 160 px); use ssim"]
     return []
 
 # %% ../nbs/01d_config.ipynb #8678da00
@@ -183,13 +182,12 @@ def _switch_off(cfg:Config, sources:dict, key:str, what:str, why:str) -> list[st
 
 def _preset_switches(cfg:Config, sources:dict) -> tuple[list, list]:
     "(notes, problems): the preset parts the data cannot feed, switched off; the same settings made explicitly, refused."
-    from vae_nb.families import disc_problems
     l, d, notes, problems = cfg.loss, cfg.data, [], []
     if l.y_weight and has_labels(d) is False:
         notes += (off := _switch_off(cfg, sources, 'loss.y_weight', 'a label loss', f"{d.path} has no labels"))
         if not off: problems.append(f"loss.y_weight: {l.y_weight} needs labelled data, but {d.path} has no labels; set loss.y_weight=0, or use labelled data "
                                     f"(builtin:digits, builtin:faces, a folder with 2+ sub-folders, a CSV file with a '{d.csv_label_column}' column)")
-    if l.adv_weight and (p := disc_problems(cfg)):  # explicit: refused by the model family's rules
+    if l.adv_weight and (p := families.disc_problems(cfg)):  # explicit: refused by the model family's rules
         notes += _switch_off(cfg, sources, 'loss.adv_weight', 'the GAN phase', f"its discriminator does not fit the images ({p[0].split(';')[0]})")
     return notes, problems
 
@@ -220,7 +218,6 @@ def validate_config(cfg:Config, # A config built from the schema
                     check_paths:bool=True # Whether to check that paths exist (off when printing a config made for another machine)
                    ) -> list[str]:
     "Every problem with `cfg`, each as 'field: problem; fix': the schema's rules, then each module's `problems(cfg)`."
-    from vae_nb import families, annealing  # they import this module: asked here, at call time
     p = (_check_ranges(cfg) + data_problems(cfg.data) + loss_problems(cfg.loss) + train_problems(cfg) + _output_path_problems(cfg)
          + families.problems(cfg) + annealing.problems(cfg) + space.problems(cfg))
     if not cfg.data.path.startswith('builtin:'):  # what the file readers can produce; imported only for file data (they load PIL and nibabel)
