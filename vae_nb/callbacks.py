@@ -31,7 +31,6 @@ from .space import ImageSpace
 from .annealing import kl_factor
 from .optim import lr_factor
 from .metrics import psnr, mse, ssim, ms_ssim, ms_ssim_supported, LatentMoments, channel_view
-from .distributed import any_rank
 from .learner import Callback, CancelFitException, CancelBatchException, CancelStepException, VAEStepCB, loss_value
 from .core import unwrap, is_distributed
 from .loaders import EpochSampler
@@ -278,9 +277,7 @@ def warn_user(learn, msg:str):
 class SignalCB(Callback):
     "Finish the current step on SIGINT/SIGTERM, then end the fit so a checkpoint is written."
     order = 61
-    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM), # Signals that end the fit after the current step
-                 every:int=10): # In a distributed run, steps between the ranks' agreement on a received signal (one collective and host sync each time)
-        self.signals, self.every, self.old, self.received = signals, every, {}, None
+    def __init__(self, signals=(signal.SIGINT, signal.SIGTERM)): self.signals, self.old, self.received = signals, {}, None
     def before_fit(self, learn):
         learn.interrupted, self.received = False, None
         if threading.current_thread() is not threading.main_thread(): return
@@ -290,8 +287,7 @@ class SignalCB(Callback):
         for s, h in self.old.items(): signal.signal(s, h)
         self.old = {}
     def after_step(self, learn):
-        if is_distributed() and learn.step % self.every: return  # the ranks agree only every `every` steps
-        if not any_rank(self.received is not None): return  # every rank stops after the same step
+        if self.received is None or is_distributed(): return  # under torchrun, DDPCB makes the ranks' one stop decision
         learn.interrupted = True
         if is_main_process(): tqdm.write(f"{signal.Signals(self.received).name} received: stopping after step {learn.step}, writing a checkpoint", file=sys.stderr)
         raise CancelFitException()

@@ -10,12 +10,12 @@ __all__ = ['local_rank', 'init_distributed', 'destroy_distributed', 'distributed
            'loss_mean_over_ranks', 'metrics_mean_over_ranks', 'DDPCB']
 
 # %% ../nbs/07b_distributed.ipynb #7af1fc19
-import os
+import os, sys
 from contextlib import contextmanager
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from .core import world_size, get_device, is_distributed
+from .core import world_size, get_device, is_distributed, is_main_process
 from .schema import Config
 from .learner import Callback, CancelFitException
 from .core import unwrap
@@ -138,8 +138,9 @@ def metrics_mean_over_ranks(metrics:dict) -> dict:
 class DDPCB(Callback):
     "Data-parallel training under torchrun: DDP model, per-epoch sampler seeds, rank-averaged losses and metrics, one stop decision."
     order = -9
-    def __init__(self, lr_factor:float=1.): # Learning-rate multiplier (`lr_scale(cfg)`)
-        self.lr_factor, self.extra_params = lr_factor, []
+    def __init__(self, lr_factor:float=1., # Learning-rate multiplier (`lr_scale(cfg)`)
+                 stop_every:int=10): # Steps between the ranks' shared stop decisions (one collective and host sync each)
+        self.lr_factor, self.stop_every, self.extra_params = lr_factor, stop_every, []
 
     def before_fit(self, learn):
         if not is_distributed(): return
@@ -162,8 +163,11 @@ class DDPCB(Callback):
     def before_batch(self, learn): self.stop = False
 
     def after_step(self, learn):
+        if learn.step % self.stop_every: return
         self.stop = any_rank(_wants_stop(learn))
-        if self.stop: learn.stop_requested = learn.interrupted = True
+        if not self.stop: return
+        learn.stop_requested = learn.interrupted = True
+        if is_main_process(): print(f"stop requested (a signal or a callback): every rank stops after step {learn.step}, writing a checkpoint", file=sys.stderr)
 
     def after_batch(self, learn):
         if learn.training and self.stop: raise CancelFitException()

@@ -133,7 +133,7 @@ class TrainConfig:
     warmup_steps: int = 0 # Linear LR warm-up from 0 over this many steps
     grad_clip: float|None = None # Clip the gradient norm to this value; None = no clipping
     grad_accum: int = 1 # Accumulate gradients over this many batches per optimizer step
-    precision: Literal['auto', 'fp32', 'bf16', 'fp16'] = 'auto' # Autocast precision: fp16 (CUDA, with a GradScaler), bf16 (CPU or CUDA), fp32, or auto = bf16 on CUDA (fp16 if unsupported), bf16 on a CPU with native bf16 for the model families measured faster at equal quality (`vae_nb.callbacks.CPU_BF16`), else fp32
+    precision: Literal['auto', 'fp32', 'bf16', 'fp16'] = 'auto' # Autocast precision: fp16 (CUDA, with a GradScaler), bf16 (CPU or CUDA), fp32, or auto = bf16 on CUDA (fp16 if unsupported), bf16 on a CPU with native bf16 for the model families measured faster at equal quality (their `cpu_bf16` entry in `vae_nb.families`), else fp32
     channels_last: bool = False # Channels-last memory format for model and batches (can be faster with AMP on GPUs; measured slower for the conv VAE on CPU)
     device: str = 'auto' # auto picks CUDA, then MPS, then CPU; or cpu, cuda, cuda:1, mps
     seed: int = 0 # Seed for data order, splits, initial weights and sampling; same seed, same run

@@ -64,7 +64,7 @@ def build_callbacks(cfg:Config, run_dir:Path) -> list:
     if log.tensorboard: cbs.append(TensorBoardCB(run_dir, log.every_n_steps, space=space))
     if t.max_steps: cbs.append(MaxStepsCB(t.max_steps))
     if cfg.loss.adv_weight > 0: cbs.append(GANCB(cfg))
-    if is_distributed(): cbs.append(DDPCB(lr_scale(cfg)))
+    if is_distributed(): cbs.append(DDPCB(lr_scale(cfg), stop_every=min(10, log.every_n_steps)))  # ranks agree on stopping at most 10 steps apart
     return cbs
 
 def dataset_num_classes(ds) -> int|None:
