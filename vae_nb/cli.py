@@ -197,8 +197,8 @@ def compare(checkpoint:Annotated[str, "A training checkpoint or a run directory 
     "Compare models on one input: a side-by-side figure and a table of MSE, PSNR, SSIM and latent statistics."
     def body():
         _require(checkpoint=checkpoint, input=input, out=out)
-        from vae_nb import infer as inference  # deferred until a command runs
-        res = inference.compare([checkpoint] if isinstance(checkpoint, str) else list(checkpoint), input, out, device)
+        from vae_nb import compare as comparison  # deferred until a command runs
+        res = comparison.compare([checkpoint] if isinstance(checkpoint, str) else list(checkpoint), input, out, device)
         if is_cli(compare):
             for r in res['rows']: print(f"{r['name']}: mse {r['mse']:.5f}  psnr {r['psnr']:.2f} dB  ssim {r['ssim']:.4f}  latent {r['latent_shape']} mean {r['latent_mean']:.3f} std {r['latent_std']:.3f}")
             print(f"wrote {res['figure']}, {res['csv']}, {res['json']}")
@@ -212,7 +212,7 @@ def check(*overrides:str, # `section.key=value` words, anywhere on the line, as 
           **flags): # The config flags (`config_flags`)
     "Check packages, device, data, model and one training step for a config; exit 1 if any check fails."
     def body():
-        from vae_nb.infer import run_checks
+        from vae_nb.check import run_checks  # deferred until a command runs
         results = run_checks(overrides=overrides, log=print if running(check) else None, **flags)
         failed = [r.name for r in results if r.ok is False]
         if running(check): print(f"{len(failed)} of {len(results)} checks failed: {', '.join(failed)}" if failed else f"all {len(results)} checks passed")

@@ -1,4 +1,4 @@
-"""Use a trained VAE: load it from a checkpoint, reconstruct images and NIfTI volumes (sliding windows for volumes larger than the training patch), compare models on one input, and check a set-up before a long run. The commands `vae_nb_infer`, `vae_nb_compare` and `vae_nb_check` are thin wrappers around the functions here; latents (`vae_nb_infer --latents/--decode`, `vae_nb_save_latents`) live in `vae_nb.latents`.
+"""Use a trained VAE: load it from a checkpoint, read images and NIfTI volumes as the model saw its training data, reconstruct them (sliding windows for volumes larger than the training patch) and write the results in the form of their inputs. The command `vae_nb_infer` is a thin wrapper around the functions here; latents (`vae_nb_infer --latents/--decode`, `vae_nb_save_latents`) live in `vae_nb.latents`, comparing models on one input (`vae_nb_compare`) in `vae_nb.compare`, and checking a set-up before a long run (`vae_nb_check`) in `vae_nb.check`.
 
 Docs: https://vae-nb.github.io/vae_nb/infer.html.md"""
 
@@ -6,27 +6,23 @@ Docs: https://vae-nb.github.io/vae_nb/infer.html.md"""
 
 # %% auto #0
 __all__ = ['load_model', 'latent_shape_for', 'read_input', 'check_min_size', 'reconstruct', 'encode', 'to_source', 'write_output',
-           'input_files', 'infer', 'compare_row', 'compare_figure', 'compare', 'CheckResult', 'run_checks']
+           'input_files', 'infer']
 
 # %% ../nbs/11_infer.ipynb #487b9bf2
-import csv, json, math, os, platform, time, uuid
-from importlib.metadata import version, PackageNotFoundError
-from typing import NamedTuple
+import csv, math, os, uuid
 from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 from .core import VaeNbError, ConfigError, load_checkpoint, get_device, seed_everything, first_nonfinite
-from .rundir import CHECKPOINT_DIR, model_checkpoint
-from .config import get_config, resolve_command
+from .rundir import model_checkpoint
+from .config import get_config
 from .schema import Config, config_from_dict
 from .models import build_model
 from .families import input_size, is_spatial_latent, total_downsampling
 from .space import ImageSpace, intensity_bounds, source_to_unit, unit_to_source
 from .files import FileImage, DATA_EXTS, NIFTI_EXTS, read_file, write_file, list_files, atomic_write, full_suffix, stem, is_image, is_nifti
-from .metrics import psnr, ssim
-from .visualize import save_figure, _image, _axes_grid, ortho_slices
 
 # %% ../nbs/11_infer.ipynb #22f8044d
 def _mismatch(model, state:dict) -> str:
@@ -183,201 +179,3 @@ def _write_csv(path, rows:list[dict]):
     def write(p):
         with open(p, 'w', newline='') as f: w = csv.DictWriter(f, cols); w.writeheader(); w.writerows(rows)
     return atomic_write(path, write)
-
-def _model_name(checkpoint, used:set) -> str:
-    "A short unique label: `<run dir>/<file>` of the checkpoint."
-    p = Path(checkpoint); name = f"{p.parent.parent.name}/{p.stem}" if p.parent.name == CHECKPOINT_DIR else p.stem
-    base, i = name, 2
-    while name in used: name, i = f"{base}#{i}", i + 1
-    used.add(name); return name
-
-def compare_row(model, cfg:Config, x) -> tuple[dict, torch.Tensor]:
-    "Quality and latent statistics of `model` on input `x` `[C, *S]`, and the reconstruction."
-    recon = reconstruct(model, x, cfg)
-    b, a = (t.clamp(0, 1) for t in ImageSpace.from_config(cfg).unit_pair(recon[None], x[None]))
-    mu, logvar = encode(model, x, cfg)
-    kl = 0.5 * (mu ** 2 + logvar.exp() - 1 - logvar).sum().item()
-    return {'model': cfg.model.name, 'params': sum(p.numel() for p in model.parameters()), 'mse': F.mse_loss(a, b).item(),
-            'psnr': psnr(b, a).item(), 'ssim': ssim(b, a).item(), 'latent_shape': 'x'.join(map(str, mu.shape)),
-            'latent_mean': mu.mean().item(), 'latent_std': mu.std().item() if mu.numel() > 1 else 0., 'posterior_std': (0.5 * logvar).exp().mean().item(),
-            'kl': kl}, recon
-
-# %% ../nbs/11_infer.ipynb #d6918ed8
-def _panels(x, spatial_dims:int) -> dict:
-    "`{view: 2D array in [0, 1]}` of a unit image: the image itself, or a volume's three orthogonal slices."
-    if spatial_dims == 2: return {'': _image(x)}
-    return {k: np.clip(v, 0, 1) for k, v in ortho_slices(x).items()}
-
-def compare_figure(x, recons:dict, # Input `[C, *S]` and `{name: reconstruction}`, unit images
-                   spatial_dims:int=2, path=None):
-    "Input, each reconstruction and each absolute-error map side by side (one row per view for volumes)."
-    cols = {'input': _panels(x, spatial_dims)}
-    cols.update({n: _panels(r, spatial_dims) for n, r in recons.items()})
-    errs = {f"|error| {n}": {v: np.abs(a - cols['input'][v]).sum(-1) if a.ndim == 3 else np.abs(a - cols['input'][v]) for v, a in cols[n].items()} for n in recons}
-    vmax = max([e.max() for d in errs.values() for e in d.values()] + [1e-6])
-    fig, axs = _axes_grid(len(cols['input']), len(cols) + len(errs), size=2.)
-    for c, (name, views) in enumerate({**cols, **errs}.items()):
-        for r, (view, img) in enumerate(views.items()):
-            kw = dict(cmap='magma', vmin=0, vmax=vmax) if name.startswith('|error|') else dict(cmap='gray', vmin=0, vmax=1)
-            axs[r, c].imshow(img, **kw); axs[r, c].set_title(f"{name} {view}".strip(), fontsize=7)
-    if path is not None: save_figure(fig, path)
-    return fig
-
-# %% ../nbs/11_infer.ipynb #8a138b54
-def compare(checkpoints:list, # Two or more training checkpoints
-            input, # One image or NIfTI file
-            out, # Output folder for compare.png, compare.csv, compare.json
-            device:str='auto') -> dict: # Where the models run: auto, cpu, cuda, mps
-    "Reconstruct `input` with each checkpoint; write a side-by-side figure and a metrics table. Returns the rows and file paths."
-    if not checkpoints: raise VaeNbError("--checkpoint: pass at least one checkpoint (repeat the flag to compare several)")
-    loaded = [load_model(c, device) for c in checkpoints]
-    dims = {cfg.data.spatial_dims for _, cfg in loaded}
-    if len(dims) > 1: raise VaeNbError(f"--checkpoint: the models mix 2D and 3D ({', '.join(map(str, checkpoints))}); compare models of one kind")
-    used, rows, recons, shown = set(), [], {}, None
-    for ck, (model, cfg) in zip(checkpoints, loaded):
-        x = read_input(input, cfg)['image']; name = _model_name(ck, used)
-        row, recon = compare_row(model, cfg, x)
-        rows.append({'name': name, 'checkpoint': str(ck), **row})
-        space = ImageSpace.from_config(cfg); recons[name] = space.output_to_unit(recon)
-        if shown is None: shown = space.to_unit(x)
-    out = Path(out)
-    fig = compare_figure(shown, recons, dims.pop(), out/'compare.png')
-    _write_csv(out/'compare.csv', rows)
-    atomic_write(out/'compare.json', lambda p: Path(p).write_text(json.dumps(rows, indent=1)))
-    return {'rows': rows, 'figure': out/'compare.png', 'csv': out/'compare.csv', 'json': out/'compare.json', 'fig': fig}
-
-# %% ../nbs/11_infer.ipynb #14ee2c98
-class CheckResult(NamedTuple):
-    "One line of a set-up check."
-    name: str # What was checked
-    ok: bool|None # True passed, False failed, None not run (a prerequisite failed)
-    detail: str # Versions, counts, sizes, or what is wrong and how to fix it
-    def __str__(self): return f"{ {True: 'PASS', False: 'FAIL', None: 'SKIP'}[self.ok]:4} {self.name}: {self.detail}"
-
-def _packages() -> str:
-    "Versions of the packages a run uses (raises when a required one is missing)."
-    vs = {'python': platform.python_version()}
-    for pkg in ('vae-nb', 'torch', 'torchvision', 'monai', 'numpy', 'nibabel', 'pillow', 'fastcore'):
-        try: vs[pkg] = version(pkg)
-        except PackageNotFoundError: raise VaeNbError(f"package {pkg} is not installed; pip install {pkg}")
-    return ', '.join(f"{k} {v}" for k, v in vs.items())
-
-def _device(cfg:Config) -> str:
-    "The training device, proven by allocating on it."
-    try: dev = get_device(cfg.train.device); torch.zeros(1, device=dev)
-    except Exception as e: raise VaeNbError(f"train.device={cfg.train.device}: not usable ({str(e)[:120]}); use auto or cpu")
-    if dev.type == 'cuda':
-        p = torch.cuda.get_device_properties(dev)
-        return f"{dev} {p.name} {p.total_memory / 2**30:.1f} GiB ({torch.cuda.device_count()} GPUs visible)"
-    return f"{dev} ({torch.get_num_threads()} threads)"
-
-# %% ../nbs/11_infer.ipynb #f32d50da
-def _source_counts(ds) -> dict:
-    "Samples per source of a (possibly subset) dataset, when the dataset tells; else `{}`."
-    base, idx = ds, None
-    while hasattr(base, 'dataset') and hasattr(base, 'indices'):
-        idx = [base.indices[i] for i in idx] if idx is not None else list(base.indices); base = base.dataset
-    src = getattr(base, 'sources', None) or [r.get('source') for r in getattr(base, 'records', []) if isinstance(r, dict)]
-    if not isinstance(src, (list, tuple)) or len(src) != len(base) or not all(isinstance(s, str) for s in src): return {}
-    picked = [src[i] for i in (idx if idx is not None else range(len(src)))]
-    return {s: picked.count(s) for s in dict.fromkeys(picked)}
-
-def _data(cfg:Config) -> tuple[str, dict]:
-    "Datasets found, counted and one sample decoded with the expected shape."
-    from vae_nb.loaders import build_datasets
-    ds = build_datasets(cfg)
-    if len(ds['train']) == 0: raise VaeNbError(f"data.path={cfg.data.path}: no training samples found; check the folder, sources and filters")
-    x = ds['train'][0]['image']
-    want = [cfg.data.in_channels, *input_size(cfg.data)]
-    if list(x.shape) != want: raise VaeNbError(f"data: sample 0 has shape {list(x.shape)}, the model expects {want}; check data.in_channels, image_size/patch_size")
-    if not torch.isfinite(x).all(): raise VaeNbError("data: sample 0 contains NaN or infinite values; check the files' intensities")
-    counts = ', '.join(f"{k} {v}" for k, v in _source_counts(ds['train']).items())
-    if skipped := getattr(ds['train'], 'skipped_files', []): counts += f"; {len(skipped)} unreadable files skipped" 
-    return (f"{cfg.data.path}: {len(ds['train'])} train, {len(ds['val'])} val" + (f" (train per source: {counts})" if counts else '') +
-            f"; sample 0 {list(x.shape)} in [{x.min().item():.3g}, {x.max().item():.3g}]"), ds
-
-# %% ../nbs/11_infer.ipynb #c2ce84fe
-def _activation_bytes(model, x) -> int:
-    "Bytes of every leaf module's output in one forward pass (what backward keeps)."
-    total, hooks = [0], []
-    def hook(m, i, o):
-        for t in (o if isinstance(o, (tuple, list)) else [o]):
-            if isinstance(t, torch.Tensor): total[0] += t.numel() * t.element_size()
-    for m in model.modules():
-        if not list(m.children()): hooks.append(m.register_forward_hook(hook))
-    try: model(x)
-    finally:
-        for h in hooks: h.remove()
-    return total[0]
-
-def _saved_bytes(model, x) -> int:
-    "Activation bytes backward keeps: `vae_nb.models.saved_activation_bytes` when this version has it, else twice the leaf outputs."
-    try: from vae_nb.models import saved_activation_bytes
-    except ImportError:
-        with torch.no_grad(): return 2 * _activation_bytes(model, x)
-    return saved_activation_bytes(model, x)
-
-def _train_step(model, loss_func, opt, batch:dict, cfg:Config) -> float:
-    "One optimizer step on `batch` (the first step of a run: its KL weight); returns its seconds and raises on a non-finite loss or gradient."
-    from vae_nb.annealing import kl_factor
-    t0, x = time.perf_counter(), batch['image']
-    loss = loss_func(model(x), x, kl_weight=cfg.loss.kl_weight * kl_factor(1, cfg.anneal), batch=batch)
-    opt.zero_grad(); loss.total.backward()
-    if not torch.isfinite(loss.total): raise VaeNbError(f"training step: loss is {loss.total.item()}; lower train.lr or check the data range")
-    if not all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None): raise VaeNbError("training step: non-finite gradients; lower train.lr or enable train.grad_clip")
-    opt.step()
-    if x.is_cuda: torch.cuda.synchronize()
-    return time.perf_counter() - t0
-
-def _step_and_estimates(cfg:Config, model, ds) -> tuple[str, str]:
-    "One forward/backward pass on a real batch, then the memory-per-batch and time-per-epoch estimates."
-    from vae_nb.loaders import build_dataloaders
-    from vae_nb.train import training_loss
-    from vae_nb.optim import make_opt_func
-    dev = get_device(cfg.train.device); model.to(dev).train()
-    loss_func = training_loss(cfg, model, ds['train']).to(dev)
-    opt = make_opt_func(cfg.train)(list(model.parameters()) + list(loss_func.parameters()), lr=cfg.train.lr)
-    dls = build_dataloaders(cfg, ds); batch = {k: v.to(dev) if isinstance(v, torch.Tensor) else v for k, v in next(iter(dls['train'])).items()}
-    x = batch['image']
-    if dev.type == 'cuda': torch.cuda.reset_peak_memory_stats(dev)
-    first = _train_step(model, loss_func, opt, batch, cfg); sec = _train_step(model, loss_func, opt, batch, cfg)
-    n_params = sum(p.numel() for p in model.parameters())
-    if dev.type == 'cuda': mem, how = torch.cuda.max_memory_allocated(dev), 'measured peak'
-    else: mem, how = 4 * 4 * n_params + _saved_bytes(model, x), 'estimated: weights, grads, AdamW state and saved activations'
-    steps = math.ceil(len(dls['train']) / cfg.train.grad_accum)
-    if cfg.train.max_steps: steps = min(steps, cfg.train.max_steps)
-    step = f"batch {list(x.shape)}: forward+backward ok, loss finite, {sec:.3f} s/step (first step {first:.3f} s)"
-    est = (f"{mem / 2**20:.1f} MiB per batch of {len(x)} ({how}); about {steps * sec:.1f} s per epoch of {steps} steps on {dev}"
-           + (f", {len(dls['val'])} validation batches extra" if len(dls['val']) else ''))
-    return step, est
-
-# %% ../nbs/11_infer.ipynb #66e4fdc6
-def run_checks(config=None, # A YAML/JSON config file
-               overrides:list|tuple=(), # `key=value` words
-               log=print, # Called with each result line as it is known; None = silent
-               **flags) -> list[CheckResult]: # Preset names and `data`, as for `vae_nb.config.resolve_command`
-    "Check packages, device, data, model and one training step for a config; one `CheckResult` per check."
-    results, passed, got = [], {}, {}
-    def run(name, fn, needs=()):
-        if any(not passed.get(n) for n in needs): r = CheckResult(name, None, f"not run: {', '.join(n for n in needs if not passed.get(n))} failed")
-        else:
-            try: r = CheckResult(name, True, fn())
-            except Exception as e: r = CheckResult(name, False, f"{type(e).__name__ + ': ' if not isinstance(e, VaeNbError) else ''}{e}")
-        passed[name] = r.ok; results.append(r)
-        if log: log(str(r))
-    def config_check():  # notes (fields of another layout with no equivalent, preset parts switched off...) join the line instead of Python warnings
-        r = resolve_command(config, overrides, **flags); cfg = got['cfg'] = r.cfg
-        return f"{config or 'defaults'} + {len(overrides)} overrides: model {cfg.model.name}, {cfg.data.spatial_dims}D" + ''.join(f"\n     note: {n}" for n in r.notes)
-    def data_check(): detail, got['ds'] = _data(got['cfg']); return detail
-    def model_check():
-        cfg = got['cfg']; model = got['model'] = build_model(cfg)
-        return f"{cfg.model.name}: {sum(p.numel() for p in model.parameters()):,} parameters, latent {latent_shape_for(model, input_size(cfg.data))}"
-    def step_check(): got['est'] = _step_and_estimates(got['cfg'], got['model'], got['ds']); return got['est'][0]
-    run('packages', _packages)
-    run('config', config_check)
-    run('device', lambda: _device(got['cfg']), ['config'])
-    run('data', data_check, ['config'])
-    run('model', model_check, ['config'])
-    run('training step', step_check, ['data', 'model', 'device'])
-    run('estimates', lambda: got['est'][1], ['training step'])
-    return results
