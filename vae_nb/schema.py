@@ -134,7 +134,7 @@ class TrainConfig:
     grad_clip: float|None = None # Clip the gradient norm to this value; None = no clipping
     grad_accum: int = 1 # Accumulate gradients over this many batches per optimizer step
     precision: Literal['auto', 'fp32', 'bf16', 'fp16'] = 'auto' # Autocast precision: fp16 (CUDA, with a GradScaler), bf16 (CPU or CUDA), fp32, or auto = bf16 on CUDA (fp16 if unsupported), bf16 on a CPU with native bf16 for the model families measured faster at equal quality (their `cpu_bf16` entry in `vae_nb.families`), else fp32
-    channels_last: bool = False # Channels-last memory format for model and batches (can be faster with AMP on GPUs; measured slower for the conv VAE on CPU)
+    channels_last: bool = False # Channels-last memory format for model and batches (can be faster with AMP on GPUs; on a CPU it depends on the model family: 0.85x to 1.25x in fp32, `bench/train_bench.py --channels-last`)
     device: str = 'auto' # auto picks CUDA, then MPS, then CPU; or cpu, cuda, cuda:1, mps
     seed: int = 0 # Seed for data order, splits, initial weights and sampling; same seed, same run
     val_interval: int|Literal['auto'] = 'auto' # Validate every N epochs (and after the last); auto = after the first and last epoch and whenever validation stays within 2 % of the training time
