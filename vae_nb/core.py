@@ -176,7 +176,7 @@ def grads_finite(params) -> bool:
     "True when every gradient of `params` is finite (parameters without a gradient are ignored)."
     import torch
     grads = [p.grad for p in params if p.grad is not None]
-    return not grads or bool(torch.stack([torch.isfinite(g).all() for g in grads]).all())
+    return not grads or bool(torch.stack([m.float() for g in grads for m in torch.aminmax(g)]).isfinite().all())
 
 # %% ../nbs/00_core.ipynb #6c102a05
 def to_device(batch, device, memory_format=None):

@@ -10,7 +10,7 @@ __all__ = ['CancelStepException', 'CancelBatchException', 'CancelEpochException'
            'warn_user']
 
 # %% ../nbs/07_learner.ipynb #63c7ac52
-import sys
+import sys, weakref
 from operator import attrgetter
 import torch
 from fastcore.basics import store_attr
@@ -138,13 +138,16 @@ def current_kl_weight(learn) -> float|None:
     "The KL weight of the current batch (the VAE step's), or None."
     return getattr(learn.get_cb(VAEStepCB), 'kl_weight', None)
 
+_step_scalars = weakref.WeakKeyDictionary()  # learner -> (step, {term: float}); kept off the learner, which holds only declared state
+
 def train_scalars(learn) -> dict:
     "This step's loss terms as floats, read from the device in one go and shared by the loggers of this step."
-    if getattr(learn, '_scalars_step', None) != learn.step:
+    step, scalars = _step_scalars.get(learn, (None, None))
+    if step != learn.step:
         terms = learn.loss._asdict()
         values = torch.stack([torch.as_tensor(v).detach().float().reshape(()) for v in terms.values()]).tolist()
-        learn._scalars, learn._scalars_step = dict(zip(terms, values)), learn.step
-    return learn._scalars
+        scalars = dict(zip(terms, values)); _step_scalars[learn] = (learn.step, scalars)
+    return scalars
 
 def warn_user(learn, msg:str):
     "Report a training warning on the console (main process) and keep it for TensorBoard."
