@@ -8,10 +8,10 @@ Prints, in one run:
    the validation loss after the same short training relative to fp32, and GFLOP/s as a share of a measured fp32
    matmul peak; the last column says what `train.precision=auto` picks for that family on this device.
    Each family's `cpu_bf16` in `vae_nb.families` records the CPU verdict (bf16 where it ran at least 1.1x faster with
-   the validation loss within 2 % of fp32); `vae_nb.config.resolve_precision` applies it. On a shared machine use
+   the validation loss within 2 % of fp32); `vae_nb.config.resolve_precision` applies it, and the config notebook holds the measured table. On a shared machine use
    `--threads 1`: with more threads than free cores, threads waiting on each other dominate the timings.
 
-Usage: python bench/train_bench.py [--epochs 4] [--steps 20] [--batch-size 16] [--quality-steps 40] [--device auto]
+Usage: python bench/train_bench.py [--epochs 4] [--steps 20] [--batch-size 16] [--quality-steps 40] [--quality-seeds 3] [--device auto]
 """
 import argparse, contextlib, copy, io, os, statistics, tempfile, time
 import torch
@@ -130,9 +130,10 @@ def learner_vs_bare(args, tmp):
 
 def precision_table(args, device, peak):
     "Section 2: fp32 vs bf16 (and channels-last) per family."
-    print("2) precision per model family (bare loop; images/s median of interleaved rounds, validation loss after "
-          f"{args.quality_steps} steps vs fp32)")
-    print(f"   {'family':16s}{'variant':22s}{'img/s':>9s}{'speed':>8s}{'GFLOP/s':>9s}{'of peak':>9s}{'val loss':>10s}{'vs fp32':>9s}   auto picks")
+    print("2) precision per model family (bare loop; images/s median of interleaved rounds; validation loss after "
+          f"{args.quality_steps} steps, mean over seeds 0..{args.quality_seeds - 1}, vs fp32; 'fp32 spread': how far fp32 runs of "
+          "different seeds lie apart, (max - min) / mean, the noise a difference must exceed to mean something)")
+    print(f"   {'family':16s}{'variant':22s}{'img/s':>9s}{'speed':>8s}{'GFLOP/s':>9s}{'of peak':>9s}{'val loss':>10s}{'vs fp32':>9s}{'fp32 spread':>13s}   auto picks")
     variants = [('fp32', 'fp32', False), ('bf16', 'bf16', False)]
     if args.channels_last: variants += [('fp32+channels_last', 'fp32', True), ('bf16+channels_last', 'bf16', True)]
     if device.type == 'cuda': variants.append(('fp16', 'fp16', False))
@@ -147,17 +148,21 @@ def precision_table(args, device, peak):
         base_ips = base_loss = None
         for label, prec, cl in variants:
             ips = statistics.median(speed[label])
-            vl = val_loss(bare_loop(cfg, args.quality_steps, warmup=0, precision=prec, channels_last=cl)[1], cfg)
+            losses = [val_loss(bare_loop(c, args.quality_steps, warmup=0, precision=prec, channels_last=cl)[1], c)
+                      for c in (make_cfg(family, args, f'train.seed={s}') for s in range(args.quality_seeds))]
+            vl = statistics.mean(losses)
+            spread = f"{(max(losses) - min(losses)) / abs(vl):13.1%}" if label == 'fp32' and len(losses) > 1 else ' ' * 13
             base_ips, base_loss = base_ips or ips, base_loss or vl
             gflops = flops_per_img * ips / 1e9
             pick = resolve_precision('auto', device, family) if label == 'fp32' else ''
-            print(f"   {family:16s}{label:22s}{ips:9.1f}{ips / base_ips:7.2f}x{gflops:9.1f}{gflops / peak:8.1%}{vl:10.5f}{(vl - base_loss) / abs(base_loss):+8.1%}   {pick}", flush=True)
+            print(f"   {family:16s}{label:22s}{ips:9.1f}{ips / base_ips:7.2f}x{gflops:9.1f}{gflops / peak:8.1%}{vl:10.5f}{(vl - base_loss) / abs(base_loss):+8.1%}{spread}   {pick}", flush=True)
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--epochs', type=int, default=4, help='epochs of the learner run in section 1')
     p.add_argument('--steps', type=int, default=20, help='timed training steps per measurement in section 2')
     p.add_argument('--quality-steps', type=int, default=40, help='training steps before comparing validation losses')
+    p.add_argument('--quality-seeds', type=int, default=3, help='seeds whose validation losses are averaged (one run tells noise from precision poorly)')
     p.add_argument('--batch-size', type=int, default=16)
     p.add_argument('--samples', type=int, default=288, help='phantoms generated (90%% train)')
     p.add_argument('--device', default='auto')
