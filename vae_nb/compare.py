@@ -19,8 +19,8 @@ from .schema import Config
 from .space import ImageSpace
 from .files import atomic_write
 from .metrics import psnr, ssim
-from .visualize import save_figure, _image, _axes_grid, ortho_slices
-from .infer import load_model, read_input, reconstruct, encode, _write_csv
+from .visualize import save_figure, display_image, axes_grid, ortho_slices
+from .infer import load_model, read_input, reconstruct, encode, write_csv
 
 # %% ../nbs/11e_compare.ipynb #5982fcd4
 def _model_name(checkpoint, used:set) -> str:
@@ -45,7 +45,7 @@ def compare_row(model, cfg:Config, x) -> tuple[dict, torch.Tensor]:
 # %% ../nbs/11e_compare.ipynb #d6918ed8
 def _panels(x, spatial_dims:int) -> dict:
     "`{view: 2D array in [0, 1]}` of a unit image: the image itself, or a volume's three orthogonal slices."
-    if spatial_dims == 2: return {'': _image(x)}
+    if spatial_dims == 2: return {'': display_image(x)}
     return {k: np.clip(v, 0, 1) for k, v in ortho_slices(x).items()}
 
 def compare_figure(x, recons:dict, # Input `[C, *S]` and `{name: reconstruction}`, unit images
@@ -55,7 +55,7 @@ def compare_figure(x, recons:dict, # Input `[C, *S]` and `{name: reconstruction}
     cols.update({n: _panels(r, spatial_dims) for n, r in recons.items()})
     errs = {f"|error| {n}": {v: np.abs(a - cols['input'][v]).sum(-1) if a.ndim == 3 else np.abs(a - cols['input'][v]) for v, a in cols[n].items()} for n in recons}
     vmax = max([e.max() for d in errs.values() for e in d.values()] + [1e-6])
-    fig, axs = _axes_grid(len(cols['input']), len(cols) + len(errs), size=2.)
+    fig, axs = axes_grid(len(cols['input']), len(cols) + len(errs), size=2.)
     for c, (name, views) in enumerate({**cols, **errs}.items()):
         for r, (view, img) in enumerate(views.items()):
             kw = dict(cmap='magma', vmin=0, vmax=vmax) if name.startswith('|error|') else dict(cmap='gray', vmin=0, vmax=1)
@@ -82,6 +82,6 @@ def compare(checkpoints:list, # Two or more training checkpoints
         if shown is None: shown = space.to_unit(x)
     out = Path(out)
     fig = compare_figure(shown, recons, dims.pop(), out/'compare.png')
-    _write_csv(out/'compare.csv', rows)
+    write_csv(out/'compare.csv', rows)
     atomic_write(out/'compare.json', lambda p: Path(p).write_text(json.dumps(rows, indent=1)))
     return {'rows': rows, 'figure': out/'compare.png', 'csv': out/'compare.csv', 'json': out/'compare.json', 'fig': fig}

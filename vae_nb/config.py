@@ -19,7 +19,7 @@ from . import space, families, annealing
 import csv
 from dataclasses import fields
 import re
-from .schema import Config, DataConfig, LossConfig, _suggest, build_config, config_to_dict, flatten, load_config_file, overrides_to_dict, parse_override, unflatten
+from .schema import Config, DataConfig, LossConfig, did_you_mean, build_config, config_to_dict, flatten, load_config_file, overrides_to_dict, parse_override, unflatten
 from .core import ConfigError
 from .presets import PRESETS, load_presets, preset_values
 from .layouts import Translation, translate
@@ -68,7 +68,7 @@ def builtin_problems(d:DataConfig) -> list[str]:
     "`builtin:NAME` names a built-in dataset that comes in `data.spatial_dims` and has what the data section selects."
     name = d.path.split(':', 1)[1]
     if name not in BUILTIN_DATA:
-        return [f"data.path: unknown built-in dataset {name!r}{_suggest(name, BUILTIN_DATA).replace('valid keys', 'choose one of')}; built-ins: {', '.join('builtin:' + k for k in BUILTIN_DATA)}"]
+        return [f"data.path: unknown built-in dataset {name!r}{did_you_mean(name, BUILTIN_DATA).replace('valid keys', 'choose one of')}; built-ins: {', '.join('builtin:' + k for k in BUILTIN_DATA)}"]
     p, have = [], BUILTIN_DATA[name]['sources']
     if d.spatial_dims not in BUILTIN_DATA[name]['dims']:
         return [f"data.path: builtin:{name} is 2D; set data.spatial_dims=2, or use builtin:mni152 or builtin:phantoms for 3D"]
@@ -259,7 +259,7 @@ class ResolvedConfig(NamedTuple):
 
 def _preset_layer(table:dict, group:str, name, problems:list) -> Translation|None:
     "The values of preset `name` of `group`, or None after recording a problem."
-    if group not in table: problems.append(f"unknown preset group {group!r}{_suggest(group, table)}"); return None
+    if group not in table: problems.append(f"unknown preset group {group!r}{did_you_mean(group, table)}"); return None
     if name not in table[group]:
         close = difflib.get_close_matches(str(name), list(table[group]), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ''

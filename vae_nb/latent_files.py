@@ -6,8 +6,8 @@ Docs: https://vae-nb.github.io/vae_nb/latent_files.html.md"""
 
 # %% auto #0
 __all__ = ['INPUT_FIELDS', 'LATENT_SUFFIXES', 'latent_affine', 'image_affine', 'fit_to_shape', 'check_reference', 'nib_codes',
-           'weights_sha256', 'provenance', 'describe', 'LatentFile', 'save_latent', 'read_latent', 'load_latent',
-           'read_provenance', 'LatentStats']
+           'weights_sha256', 'provenance', 'describe', 'LatentFile', 'sidecar_path', 'save_latent', 'read_latent',
+           'load_latent', 'read_provenance', 'LatentStats']
 
 # %% ../nbs/11b_latent_files.ipynb #b0a1e002
 import hashlib, json
@@ -113,7 +113,7 @@ class LatentFile(NamedTuple):
     provenance: dict|None # The record of what wrote it (`provenance`); None for a bare tensor or array
     bounds: tuple|None # Raw intensities of the encoded input that map to 0 and 1
 
-def _sidecar(path) -> Path: return Path(f"{path}.json")
+def sidecar_path(path) -> Path: "The JSON file beside a latent file that holds its affine, provenance and bounds."; return Path(f"{path}.json")
 
 def _metadata(affine, provenance, bounds) -> dict:
     return {'affine': None if affine is None else np.asarray(affine, float).tolist(), 'provenance': provenance,
@@ -138,9 +138,9 @@ def save_latent(path, # Destination: `.pt`, `.npy` or `.nii.gz`
     path, z, fmt = Path(path), z.detach().float().cpu(), full_suffix(path)
     if fmt not in _WRITERS: raise VaeNbError(f"{path}: unknown latent format {fmt!r}; use one of {', '.join(LATENT_SUFFIXES)}")
     meta = _metadata(affine, provenance, bounds)
-    if fmt == '.npy': _sidecar(path).unlink(missing_ok=True)   # never an old record beside a new array
+    if fmt == '.npy': sidecar_path(path).unlink(missing_ok=True)   # never an old record beside a new array
     atomic_write(path, lambda p: _WRITERS[fmt](p, z, meta))
-    if fmt == '.npy': atomic_write(_sidecar(path), lambda p: Path(p).write_text(json.dumps(meta)))
+    if fmt == '.npy': atomic_write(sidecar_path(path), lambda p: Path(p).write_text(json.dumps(meta)))
     return path
 
 # %% ../nbs/11b_latent_files.ipynb #b4a96c7f
@@ -158,7 +158,7 @@ def _read_pt(path, mmap=False):
     return obj, {}
 
 def _read_npy(path):
-    meta = json.loads(_sidecar(path).read_text()) if _sidecar(path).is_file() else {}
+    meta = json.loads(sidecar_path(path).read_text()) if sidecar_path(path).is_file() else {}
     return torch.from_numpy(np.load(path)), meta
 
 def _read_nifti_latent(path):
@@ -193,7 +193,7 @@ def read_provenance(path) -> dict|None:
     "The provenance record of a latent file, without reading its values (None when it has none)."
     def read(p, fmt):
         if fmt == '.pt': return _read_pt(p, mmap=True)[1]
-        if fmt == '.npy': return json.loads(_sidecar(p).read_text()) if _sidecar(p).is_file() else {}
+        if fmt == '.npy': return json.loads(sidecar_path(p).read_text()) if sidecar_path(p).is_file() else {}
         import nibabel as nib
         return _nifti_meta(nib.load(str(p)))
     return _guarded(path, read).get('provenance')

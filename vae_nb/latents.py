@@ -22,9 +22,9 @@ from .space import ImageSpace
 from .files import FileImage, full_suffix, stem, atomic_write
 from .families import input_size, total_downsampling
 from .infer import (load_model, read_input, encode, latent_shape_for, write_output, input_files,
-                          _pad_to, _destination, _model_inputs, _write_csv)
+                          pad_to, output_path, check_inputs, write_csv)
 from .latent_files import (LATENT_SUFFIXES, LatentFile, LatentStats, latent_affine, image_affine, fit_to_shape, check_reference, provenance, describe,
-                                  weights_sha256, save_latent, read_latent, load_latent, read_provenance, nib_codes, _sidecar)
+                                  weights_sha256, save_latent, read_latent, load_latent, read_provenance, nib_codes, sidecar_path)
 
 # %% ../nbs/11d_latents.ipynb #93b4b418
 def common_root(paths) -> Path:
@@ -70,7 +70,7 @@ def _encode_batch(model, cfg:Config, xs:list, keys:list, sample:bool, seed:int) 
     size = input_size(cfg.data)
     if all(all(s <= t for s, t in zip(x.shape[1:], size)) for x in xs):
         p = next(model.parameters())
-        mu, logvar = model.encode(torch.cat([_pad_to(x[None], size) for x in xs]).to(p.device, p.dtype))
+        mu, logvar = model.encode(torch.cat([pad_to(x[None], size) for x in xs]).to(p.device, p.dtype))
         posts = list(zip(mu.cpu(), logvar.cpu()))
     else: posts = [encode(model, x, cfg, k) for x, k in zip(xs, keys)]
     if not sample: return [mu for mu, _ in posts]
@@ -169,8 +169,8 @@ def save_latents(checkpoint, # A training checkpoint
     for it, z in _encode_items(model, cfg, todo, out, prov, batch_size, progress): stats.add(z); zs[it['latent']] = _index_row(it, z, prov)
     for it in items:
         if it['latent'] not in zs: z = load_latent(out/it['latent']); stats.add(z); zs[it['latent']] = _index_row(it, z, prov)
-    for f, _ in unlisted: (out/f).unlink(missing_ok=True); _sidecar(out/f).unlink(missing_ok=True)
-    _write_csv(out/'index.csv', [{**zs[it['latent']], **{k: v for k, v in it.items() if k not in ('path', 'key', 'latent')}} for it in items])
+    for f, _ in unlisted: (out/f).unlink(missing_ok=True); sidecar_path(out/f).unlink(missing_ok=True)
+    write_csv(out/'index.csv', [{**zs[it['latent']], **{k: v for k, v in it.items() if k not in ('path', 'key', 'latent')}} for it in items])
     summary = _write_stats(out, stats, prov, model, len(items))
     return {'index': out/'index.csv', 'stats': out/'latent_stats.json', 'encoded': len(todo), 'reused': len(zs) - len(todo),
             'removed': len(unlisted), 'scale_factor': summary['scale_factor']}
@@ -186,12 +186,12 @@ def write_latents(checkpoint, # A training checkpoint
     root, latents = Path(input), Path(latents); single = root.is_file() and bool(full_suffix(latents))
     if single and full_suffix(latents) not in LATENT_SUFFIXES: raise VaeNbError(f"--latents {latents}: unknown latent format {full_suffix(latents)!r}; use one of {', '.join(LATENT_SUFFIXES)}")
     model, cfg = load_model(checkpoint, device)
-    paths = input_files(root); _model_inputs(paths, model, cfg, latents=True)
+    paths = input_files(root); check_inputs(paths, model, cfg, latents=True)
     prov = provenance(checkpoint, model, cfg, format=full_suffix(latents) if single else format)
     written = []
     for p in paths:
         r = read_input(p, cfg); z = encode(model, r['image'], cfg, p)[0]
-        written.append(save_latent(_destination(p, root, latents, format, single), z, input_affine(r, model, cfg), prov, r.get('bounds')))
+        written.append(save_latent(output_path(p, root, latents, format, single), z, input_affine(r, model, cfg), prov, r.get('bounds')))
     return written
 
 # %% ../nbs/11d_latents.ipynb #f2ec8625
@@ -252,7 +252,7 @@ def decode_latents(checkpoint, # A training checkpoint (the one that wrote the l
         if ref is not None: check_reference(lf.affine, ref, factor, p, reference)
     suffix, written = ('.png' if cfg.data.spatial_dims == 2 else '.nii.gz'), []
     for p, lf in zip(paths, lfs):
-        x, grid = _decode_one(model, cfg, lf, ref, factor); dest = _destination(p, root, out, suffix, root.is_file())
+        x, grid = _decode_one(model, cfg, lf, ref, factor); dest = output_path(p, root, out, suffix, root.is_file())
         like = None if grid is None else FileImage(np.empty(0), Path(dest), grid.affine, grid.header)
         written.append(write_output(dest, x, cfg, like=like, bounds=lf.bounds or (0., 1.)))
     return written

@@ -12,7 +12,7 @@ __all__ = ['LOSS_PRESETS', 'TRAINING_PRESETS', 'MODEL_PRESETS', 'DATASET_PRESETS
 from dataclasses import fields
 from pathlib import Path
 from typing import get_type_hints
-from .schema import Config, _suggest, deep_merge, load_config_file
+from .schema import Config, did_you_mean, deep_merge, load_config_file
 from .core import ConfigError
 from .layouts import Translation, translate
 
@@ -119,7 +119,7 @@ def load_presets(path:str|Path) -> dict:
     for name, group in d.items():
         if name == 'base_config': continue  # the unified preset JSON's unified file: its base config is read with --config
         g = _preset_group(name)
-        if g is None: problems.append(f"--presets {path}: {name}: unknown preset group{_suggest(name, PRESETS)}"); continue
+        if g is None: problems.append(f"--presets {path}: {name}: unknown preset group{did_you_mean(name, PRESETS)}"); continue
         if not isinstance(group, dict) or not all(isinstance(v, dict) for v in group.values()):
             problems.append(f"--presets {path}: {name}: expected a mapping of preset names to mappings of values"); continue
         out[g].update(group)

@@ -6,8 +6,8 @@ Docs: https://vae-nb.github.io/vae_nb/schema.html.md"""
 
 # %% auto #0
 __all__ = ['SECTIONS', 'DataConfig', 'ModelConfig', 'LossConfig', 'AnnealConfig', 'TrainConfig', 'LogConfig', 'PathsConfig',
-           'Config', 'coerce', 'deep_merge', 'config_to_dict', 'build_config', 'config_from_dict', 'flatten',
-           'unflatten', 'parse_override', 'overrides_to_dict', 'load_config_file', 'save_config']
+           'Config', 'coerce', 'did_you_mean', 'deep_merge', 'config_to_dict', 'build_config', 'config_from_dict',
+           'flatten', 'unflatten', 'parse_override', 'overrides_to_dict', 'load_config_file', 'save_config']
 
 # %% ../nbs/01_schema.ipynb #e4660682
 import csv, json, difflib, math, re, types, warnings
@@ -224,7 +224,7 @@ def coerce(value, # The value to check
 # %% ../nbs/01_schema.ipynb #475901e8
 SECTIONS = tuple(f.name for f in fields(Config)) # Top-level keys of a config: data, model, loss, anneal, train, log, paths
 
-def _suggest(key, choices) -> str:
+def did_you_mean(key, choices) -> str:
     "A did-you-mean hint for an unknown `key`."
     close = difflib.get_close_matches(key, list(choices), n=1)
     return f"; did you mean '{close[0]}'?" if close else f"; valid keys: {', '.join(choices)}"
@@ -233,7 +233,7 @@ def _build(cls, d:dict, prefix:str, problems:list):
     "Instance of dataclass `cls` from dict `d`, appending problems instead of raising."
     hints, kwargs = get_type_hints(cls), {}
     for k, v in d.items():
-        if k not in hints: problems.append(f"{prefix}{k}: unknown key{_suggest(k, hints)}"); continue
+        if k not in hints: problems.append(f"{prefix}{k}: unknown key{did_you_mean(k, hints)}"); continue
         if is_dataclass(hints[k]):
             if isinstance(v, dict): kwargs[k] = _build(hints[k], v, f'{prefix}{k}.', problems)
             else: problems.append(f"{prefix}{k}: expected a section (mapping), got {v!r}")

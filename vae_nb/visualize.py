@@ -6,10 +6,10 @@ Docs: https://vae-nb.github.io/vae_nb/visualize.html.md"""
 
 # %% auto #0
 __all__ = ['ORTHO_VIEWS', 'INTERPOLATIONS', 'to_display', 'zoom_for', 'image_grid', 'recon_grid', 'save_png', 'save_recon_grid',
-           'PlotFigure', 'save_figure', 'recon_error_figure', 'ortho_slices', 'ortho_figure', 'lerp', 'slerp',
-           'interpolate', 'encode_mean', 'interpolation_figure', 'interpolation_grid', 'traversal_figure',
-           'prior_samples_figure', 'read_metrics', 'training_curves_figure', 'widgets_available', 'slice_scrubber',
-           'interpolation_slider', 'reconstruct_batch', 'recon_figure']
+           'PlotFigure', 'save_figure', 'display_image', 'axes_grid', 'recon_error_figure', 'ortho_slices',
+           'ortho_figure', 'lerp', 'slerp', 'interpolate', 'encode_mean', 'interpolation_figure', 'interpolation_grid',
+           'traversal_figure', 'prior_samples_figure', 'read_metrics', 'training_curves_figure', 'widgets_available',
+           'slice_scrubber', 'interpolation_slider', 'reconstruct_batch', 'recon_figure']
 
 # %% ../nbs/06b_visualize.ipynb #3d16fa89
 import io, json, math, os, tempfile
@@ -99,12 +99,12 @@ def _finish(fig:Figure, path=None) -> Figure:
 
 def _as_numpy(x): return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=np.float32)
 
-def _image(x) -> np.ndarray:
+def display_image(x) -> np.ndarray:
     "One unit image `[C, H, W]` or `[C, D, H, W]` (middle slice) as an `[H, W]` or `[H, W, 3]` array in [0, 1]."
     x = to_display(torch.as_tensor(_as_numpy(x))[None])[0]
     return x[0].numpy() if x.shape[0] == 1 else x.permute(1, 2, 0).numpy()
 
-def _axes_grid(nrows:int, ncols:int, size:float=1.6):
+def axes_grid(nrows:int, ncols:int, size:float=1.6):
     "A figure and a 2D array of axes with ticks hidden."
     fig = PlotFigure(figsize=(ncols * size, nrows * size), layout='constrained')
     axs = np.array(fig.subplots(nrows, ncols, squeeze=False))
@@ -121,10 +121,10 @@ def recon_error_figure(x, # Originals `[B, C, *spatial]`
     "Originals over reconstructions over absolute-error maps."
     n = min(n, len(x)); recon, x = (space or ImageSpace()).unit_pair(torch.as_tensor(recon[:n]), torch.as_tensor(x[:n]))
     err = (to_display(x) - to_display(recon)).abs().sum(1)
-    fig, axs = _axes_grid(3, n)
+    fig, axs = axes_grid(3, n)
     for i in range(n):
-        axs[0, i].imshow(_image(x[i]), cmap='gray', vmin=0, vmax=1)
-        axs[1, i].imshow(_image(recon[i]), cmap='gray', vmin=0, vmax=1)
+        axs[0, i].imshow(display_image(x[i]), cmap='gray', vmin=0, vmax=1)
+        axs[1, i].imshow(display_image(recon[i]), cmap='gray', vmin=0, vmax=1)
         im = axs[2, i].imshow(err[i].numpy(), cmap='magma', vmin=0, vmax=max(err.max().item(), 1e-6))
     for r, t in enumerate(titles): axs[r, 0].set_title(t, fontsize=8, loc='left')
     fig.colorbar(im, ax=axs[2, :].tolist(), shrink=0.8)
@@ -149,7 +149,7 @@ def ortho_figure(vols, # A volume, or a dict `{row title: volume}` (e.g. input, 
                  path=None) -> Figure: # Save the figure here as PNG
     "Axial, coronal and sagittal slices of one or more volumes, one row per volume."
     vols = vols if isinstance(vols, dict) else {'': vols}
-    fig, axs = _axes_grid(len(vols), 3, size=2.2)
+    fig, axs = axes_grid(len(vols), 3, size=2.2)
     for r, (title, vol) in enumerate(vols.items()):
         for c, (view, sl) in enumerate(ortho_slices(vol, center).items()):
             lims = dict(vmin=value_range[0], vmax=value_range[1]) if value_range else {}
@@ -196,12 +196,12 @@ def interpolation_figure(model, # A VAE with `encode` and `decode`
     "Decoded latent interpolations between `x0` and `x1`: the two inputs at the ends, one strip per method."
     space = space or ImageSpace()
     z = encode_mean(model, torch.stack([torch.as_tensor(x0), torch.as_tensor(x1)]))
-    fig, axs = _axes_grid(len(methods), steps + 2, size=1.3)
+    fig, axs = axes_grid(len(methods), steps + 2, size=1.3)
     for r, m in enumerate(methods):
         imgs = space.output_to_unit(model.decode(interpolate(z[0], z[1], steps, m)).cpu())
-        axs[r, 0].imshow(_image(space.to_unit(torch.as_tensor(x0))), cmap='gray', vmin=0, vmax=1); axs[r, 0].set_title('x0', fontsize=8)
-        for i, img in enumerate(imgs): axs[r, i + 1].imshow(_image(img), cmap='gray', vmin=0, vmax=1)
-        axs[r, -1].imshow(_image(space.to_unit(torch.as_tensor(x1))), cmap='gray', vmin=0, vmax=1); axs[r, -1].set_title('x1', fontsize=8)
+        axs[r, 0].imshow(display_image(space.to_unit(torch.as_tensor(x0))), cmap='gray', vmin=0, vmax=1); axs[r, 0].set_title('x0', fontsize=8)
+        for i, img in enumerate(imgs): axs[r, i + 1].imshow(display_image(img), cmap='gray', vmin=0, vmax=1)
+        axs[r, -1].imshow(display_image(space.to_unit(torch.as_tensor(x1))), cmap='gray', vmin=0, vmax=1); axs[r, -1].set_title('x1', fontsize=8)
         axs[r, 1].set_title(m, fontsize=8, loc='left')
     return _finish(fig, path)
 
@@ -244,14 +244,14 @@ def traversal_figure(model, # A VAE with `encode` and `decode`
     per_dim = logvar if mu.ndim == 1 else logvar.flatten(1).mean(1)
     dims = list(dims) if dims is not None else per_dim.argsort()[:n_dims].tolist()
     values = torch.linspace(-span, span, steps).tolist()
-    fig, axs = _axes_grid(len(dims), steps, size=1.2)
+    fig, axs = axes_grid(len(dims), steps, size=1.2)
     for r, d in enumerate(dims):
         zs = mu.repeat(steps, *[1] * mu.ndim)
         for i, v in enumerate(values):
             if mu.ndim == 1: zs[i, d] = v
             else: zs[i, d] += v
         for i, img in enumerate((space or ImageSpace()).output_to_unit(model.decode(zs).cpu())):
-            axs[r, i].imshow(_image(img), cmap='gray', vmin=0, vmax=1)
+            axs[r, i].imshow(display_image(img), cmap='gray', vmin=0, vmax=1)
             if r == 0: axs[r, i].set_title(f"{values[i]:+.1f}", fontsize=7)
         axs[r, 0].text(-0.1, 0.5, f"z[{d}]", transform=axs[r, 0].transAxes, ha='right', va='center', fontsize=8)
     return _finish(fig, path)
@@ -269,8 +269,8 @@ def prior_samples_figure(model, # A VAE with `decode` and `latent_shape`
     p = next(model.parameters()); model.eval()
     z = torch.randn((n, *_latent_shape(model, input_shape)), generator=torch.Generator().manual_seed(seed))
     imgs = (space or ImageSpace()).output_to_unit(model.decode(z.to(p.device, p.dtype)).cpu())
-    fig, axs = _axes_grid(math.ceil(n / ncols), min(n, ncols), size=1.2)
-    for ax, img in zip(axs.flat, imgs): ax.imshow(_image(img), cmap='gray', vmin=0, vmax=1)
+    fig, axs = axes_grid(math.ceil(n / ncols), min(n, ncols), size=1.2)
+    for ax, img in zip(axs.flat, imgs): ax.imshow(display_image(img), cmap='gray', vmin=0, vmax=1)
     return _finish(fig, path)
 
 # %% ../nbs/06b_visualize.ipynb #da3fce00
@@ -361,7 +361,7 @@ def interpolation_slider(model, # A VAE with `encode` and `decode`
     def draw(t):
         img = (space or ImageSpace()).output_to_unit(model.decode(INTERPOLATIONS[method](z[0], z[1], t)[None]).cpu()[0])
         fig = PlotFigure(figsize=(3, 3)); ax = fig.add_subplot(); ax.set_axis_off()
-        ax.imshow(_image(img), cmap='gray', vmin=0, vmax=1); _show(fig)
+        ax.imshow(display_image(img), cmap='gray', vmin=0, vmax=1); _show(fig)
     return W.interactive(draw, t=W.FloatSlider(value=0.5, min=0., max=1., step=0.05))
 
 # %% ../nbs/06b_visualize.ipynb #d20a18fc
