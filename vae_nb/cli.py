@@ -98,18 +98,17 @@ FIRST_RUN = 'first_run'  # the training preset of a command given nothing to cho
 def with_first_run(prog:str, # The command's name, for the note
                    overrides:tuple, # The `key=value` words
                    flags:dict, # The config flags (`config_flags`)
-                   quiet:bool=False # Leave out the note (`--print-config`, `--list-presets`)
+                   quiet:bool=False # Leave out the note (`--resume`, `--print-config`, `--list-presets`)
                   ) -> dict:
-    "`flags`, with the `first_run` training preset when nothing is chosen (no config file, preset, override word or `--data`): what `vae_nb_train` trains and `vae_nb_check` checks."
+    "`flags` with `first_run` set when nothing is chosen (no config file, preset, override word or `--data`): the training preset that `vae_nb_train` trains and `vae_nb_check` checks (`resolve_command` applies it unless a resumed run has its own config)."
     if overrides or any(flags.get(k) for k in config_flags()): return flags
     if not quiet and is_main_process():
         print(f"{prog}: nothing chosen, so this is the {FIRST_RUN} preset: {TRAINING_PRESETS[FIRST_RUN]['_description']} (see --help)", file=sys.stderr)
-    return {**flags, 'training': FIRST_RUN}
+    return {**flags, 'first_run': FIRST_RUN}
 
 def resume_command(run_dir) -> str:
-    "The command line that continues the run in `run_dir` from its latest checkpoint."
-    run_dir = Path(run_dir)
-    return shlex.join(['vae_nb_train', '--config', str(run_dir/'config.yaml'), '--run-dir', str(run_dir), '--resume'])
+    "The command line that continues the run in `run_dir` from its latest checkpoint, with the run's own config."
+    return shlex.join(['vae_nb_train', '--run-dir', str(run_dir), '--resume'])
 
 def closing_line(run_dir, # The run directory
                  fit, # The run's `vae_nb.monitor.FitRecordCB`
@@ -152,7 +151,7 @@ def train(*overrides:str, # `section.key=value` words, anywhere on the line, e.g
           **flags): # The config flags (`config_flags`)
     "Train a VAE from presets, a config file and key=value overrides; prints where the run directory is. With none of them it trains the first_run preset: digits, about a minute on a CPU. Exit codes: 0 finished, or stopped by Ctrl-C/SIGTERM after writing a checkpoint (it prints the command that resumes); 2 bad input; 3 diverged (a NaN loss)."
     if resume and '=' in resume and not Path(resume).exists(): overrides, resume = (*overrides, resume), 'auto'  # `--resume train.epochs=2`
-    flags = with_first_run('vae_nb_train', overrides, flags, quiet=print_config or list_presets)
+    flags = with_first_run('vae_nb_train', overrides, flags, quiet=bool(resume) or print_config or list_presets)
     return _command(train, 'vae_nb_train', lambda: _train(overrides, flags, run_dir, resume, print_config, list_presets))
 
 # %% ../nbs/12_cli.ipynb #i8001ad0
