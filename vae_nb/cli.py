@@ -124,8 +124,8 @@ def train(*overrides:str, # `section.key=value` words, anywhere on the line, e.g
           **flags): # The config flags (`config_flags`)
     "Train a VAE from presets, a config file and key=value overrides; prints where the run directory is. With none of them it trains the first_run preset: digits, about a minute on a CPU."
     if resume and '=' in resume and not Path(resume).exists(): overrides, resume = (*overrides, resume), 'auto'  # `--resume train.epochs=2`
-    if first_run := not (overrides or any(flags.get(k) for k in config_flags())): flags = {**flags, 'training': FIRST_RUN}
-    if first_run and not (print_config or list_presets) and is_main_process():
+    if first_run := not (overrides or any(flags.get(k) for k in config_flags())): flags = {**flags, 'first_run': FIRST_RUN}  # unless a resumed run has its config
+    if first_run and not (resume or print_config or list_presets) and is_main_process():
         print(f"vae_nb_train: nothing chosen, so this is the {FIRST_RUN} preset: {TRAINING_PRESETS[FIRST_RUN]['_description']} (see --help)", file=sys.stderr)
     return _command(train, 'vae_nb_train', lambda: _train(overrides, flags, run_dir, resume, print_config, list_presets))
 

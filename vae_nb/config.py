@@ -23,6 +23,7 @@ from .schema import Config, DataConfig, LossConfig, did_you_mean, build_config, 
 from .core import ConfigError
 from .presets import PRESETS, load_presets, preset_values
 from .layouts import Translation, translate
+from .rundir import run_config
 
 # %% ../nbs/01d_config.ipynb #ad01577e
 def _below(section:str, obj, names, low, fix:str='') -> list[str]:
@@ -267,9 +268,10 @@ def _preset_layer(table:dict, group:str, name, problems:list) -> Translation|Non
     return preset_values(group, table[group][name])
 
 # %% ../nbs/01d_config.ipynb #23c1a33e
-def _layers(file, overrides, presets, preset_file, sections, flags, problems) -> list[tuple[str, Translation]]:
+def _layers(file, overrides, presets, preset_file, sections, flags, problems, run=None) -> list[tuple[str, Translation]]:
     "(label, translation) for each source of values, lowest precedence first."
     table, out = load_presets(preset_file) if preset_file else PRESETS, []
+    if run: out.append((run[1], translate(run[0])))
     for group, name in (presets or {}).items():
         if name is not None and (t := _preset_layer(table, group, name, problems)): out.append((f"preset {group}={name}", t))
     if file: out.append((f"file {file}", translate(load_config_file(file))))
@@ -293,11 +295,12 @@ def resolve_config(file:str|Path|None=None, # A YAML/JSON config file in any sup
                    sections:dict|None=None, # Section dicts applied after the file, e.g. {'train': {'epochs': 2}}
                    flags:dict|None=None, # Command-line flags applied last: {'--data': {'data': {'path': 'x'}}}
                    check_paths:bool=True, # Whether a missing path is a problem; if False it is a note
+                   run:tuple|None=None, # `(values, where)` of the run a resume continues (`vae_nb.rundir.run_config`): the lowest layer above the defaults
                   ) -> ResolvedConfig:
     "The validated config with where each value came from; raises `ConfigError` listing every problem."
     problems, notes, values, sources = [], [], {}, {}
     words = {parse_override(w)[0]: w for w in overrides}
-    for source, t in _layers(file, overrides, presets, preset_file, sections, flags, problems):
+    for source, t in _layers(file, overrides, presets, preset_file, sections, flags, problems, run):
         notes += [f"{source}: {n}" for n in t.notes]
         problems += [p if source in ('override', 'get_config(...)') or source.startswith('--') else f"{p} (in {source})" for p in t.problems]
         for k, v in t.values.items(): values[k], sources[k] = v, _label(source, t, k, words)
@@ -341,6 +344,13 @@ def command_flags(data:str|None=None, run_dir:str|None=None, resume:str|None=Non
     values = {'--data': ('data', 'path', data), '--run-dir': ('paths', 'run_dir', run_dir), '--resume': ('paths', 'resume', resume)}
     return {flag: {sec: {key: v}} for flag, (sec, key, v) in values.items() if v is not None}
 
+def _resume_target(overrides, run_dir, resume) -> tuple:
+    "`(run_dir, resume, if_exists)` as a command line sets them, its flags over its overrides."
+    try: values = translate(overrides_to_dict(overrides), strict=True).values
+    except ConfigError: values = {}  # reported when the config is resolved
+    text = lambda v: v if isinstance(v, str) else None  # a value of the wrong type is reported when the config is resolved
+    return text(run_dir or values.get('paths.run_dir')), text(resume or values.get('paths.resume')), text(values.get('paths.if_exists')) or 'error'
+
 def resolve_command(config:str|Path|None=None, # `--config`: a YAML/JSON config file in any supported layout
                     overrides:list|tuple=(), # `key=value` words
                     presets:str|Path|None=None, # `--presets`: a YAML/JSON file of your own presets
@@ -352,10 +362,12 @@ def resolve_command(config:str|Path|None=None, # `--config`: a YAML/JSON config 
                     run_dir:str|None=None, # `--run-dir`: sets paths.run_dir
                     resume:str|None=None, # `--resume`: sets paths.resume
                     check_paths:bool=True, # Whether a missing path is a problem (else a note)
+                    first_run:str|None=None, # A training preset for a command line that chooses nothing, unless it resumes a run with a saved config
                    ) -> ResolvedConfig:
-    "The config a command line asks for: presets (merged model, loss, training, dataset), file, overrides, then the flags."
-    names = dict(model=model, loss=loss, training=training, dataset=dataset)
-    return resolve_config(config, overrides, names, presets, flags=command_flags(data, run_dir, resume), check_paths=check_paths)
+    "The config a command line asks for: the resumed run's own config (without `config`), presets (merged model, loss, training, dataset), file, overrides, then the flags."
+    run = None if config else run_config(*_resume_target(overrides, run_dir, resume))
+    names = dict(model=model, loss=loss, training=training or (first_run if run is None else None), dataset=dataset)
+    return resolve_config(config, overrides, names, presets, flags=command_flags(data, run_dir, resume), check_paths=check_paths, run=run)
 
 # %% ../nbs/01d_config.ipynb #f68836c3
 def _yaml_value(v) -> str:

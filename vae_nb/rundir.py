@@ -6,13 +6,15 @@ Docs: https://vae-nb.github.io/vae_nb/rundir.html.md"""
 
 # %% auto #0
 __all__ = ['CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'SAMPLES_DIR', 'CHECKPOINT_DIR', 'CACHE_DIR', 'LAST_CHECKPOINT',
-           'BEST_CHECKPOINT', 'TMP_GLOB', 'IF_EXISTS', 'RunDir', 'is_run_dir', 'checkpoint_step', 'step_checkpoints',
-           'latest_checkpoint', 'best_checkpoint', 'resume_checkpoint', 'model_checkpoint', 'RunDirError',
-           'run_dir_error', 'writing', 'guard_run_dir', 'check_writable', 'remove_stale_tmp', 'version_dirs',
-           'clear_run', 'choose_run_dir', 'start_run_dir', 'replace_text', 'trim_metrics']
+           'BEST_CHECKPOINT', 'TMP_GLOB', 'IF_EXISTS', 'RunDir', 'is_run_dir', 'has_progress', 'checkpoint_step',
+           'step_checkpoints', 'latest_checkpoint', 'best_checkpoint', 'resume_checkpoint', 'model_checkpoint',
+           'RunDirError', 'run_dir_error', 'writing', 'guard_run_dir', 'check_writable', 'remove_stale_tmp',
+           'version_dirs', 'clear_run', 'choose_run_dir', 'start_run_dir', 'discard_start', 'run_config',
+           'replace_text', 'trim_metrics']
 
 # %% ../nbs/00b_rundir.ipynb #b4e2b1c8
 import errno, json, os, re, shutil, tempfile
+import yaml
 from contextlib import contextmanager
 from pathlib import Path
 from .core import VaeNbError
@@ -50,6 +52,12 @@ def is_run_dir(path) -> bool: # Any path
     if not rd.path.is_dir(): return False
     started = rd.checkpoints.is_dir() or rd.metrics.is_file() or rd.tb.is_dir()
     return (rd.config.is_file() and started) or any(rd.checkpoints.glob('*.pt'))
+
+# %% ../nbs/00b_rundir.ipynb #1788bf8e
+def has_progress(path) -> bool: # A run directory
+    "True when `path` holds training progress: a checkpoint (`checkpoints/*.pt`) or a row of `metrics.jsonl`."
+    rd = RunDir(path)
+    return any(rd.checkpoints.glob('*.pt')) or (rd.metrics.is_file() and rd.metrics.stat().st_size > 0)
 
 # %% ../nbs/00b_rundir.ipynb #611e7931
 def checkpoint_step(path) -> int: # A checkpoint file
@@ -205,7 +213,7 @@ def choose_run_dir(run_dir, # `paths.run_dir`
     base = Path(run_dir)
     if if_exists not in IF_EXISTS: raise RunDirError(f"paths.if_exists: {if_exists!r} is not one of {', '.join(IF_EXISTS)}")
     if if_exists == 'version': return _version_for(base, resume)
-    if resume or if_exists == 'overwrite' or not is_run_dir(base): return base
+    if resume or if_exists == 'overwrite' or not is_run_dir(base) or not has_progress(base): return base  # a start with no progress is reused
     raise RunDirError(f"run directory {base} already holds a run ({_describe(base)}); to continue it add --resume (paths.resume=auto), "
                       f"for a new run choose another --run-dir or set paths.if_exists=version (a new version_<N> sub-folder), "
                       f"or set paths.if_exists=overwrite to replace it")
@@ -217,11 +225,50 @@ def start_run_dir(run_dir, # `paths.run_dir`
                  ) -> Path:
     "Choose, check and tidy the folder a run writes to; returns it."
     with writing(run_dir): path = choose_run_dir(run_dir, if_exists, resume)
-    if not resume and if_exists == 'overwrite' and is_run_dir(path):
+    if not resume and is_run_dir(path) and (if_exists == 'overwrite' or not has_progress(path)):
         with writing(path): clear_run(path)
     check_writable(path)
     with writing(path): remove_stale_tmp(path)
     return path
+
+# %% ../nbs/00b_rundir.ipynb #cee35bde
+def discard_start(run_dir) -> bool: # The run directory of a start that failed before training
+    "Remove the empty folders of `run_dir` (`checkpoints/`, `tb/`, `samples/`, then `run_dir` itself); True when `run_dir` is gone."
+    rd = RunDir(run_dir)
+    for p in (rd.checkpoints, rd.tb, rd.samples, rd.path):
+        try: p.rmdir()
+        except OSError: pass  # missing, or not empty: kept
+    return not rd.path.exists()
+
+# %% ../nbs/00b_rundir.ipynb #4ebfe5fa
+def _config_file(path:Path) -> dict:
+    "The mapping in a run's `config.yaml`; `VaeNbError` naming the file when it cannot be read."
+    try: values = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as e: raise VaeNbError(f"{path}: the run's config cannot be read ({str(e).splitlines()[0][:200]}); fix the file, or pass the run's settings with --config") from e
+    if not isinstance(values, dict): raise VaeNbError(f"{path}: the run's config is not a mapping of sections; fix the file, or pass the run's settings with --config")
+    return values
+
+def _is_file(path) -> bool:
+    "Is `path` an existing file (False for a name the system cannot even look up)?"
+    try: return Path(path).is_file()
+    except (OSError, ValueError): return False
+
+def run_config(run_dir=None, # `paths.run_dir` (None: not given)
+               resume:str|None=None, # `paths.resume`: 'auto' or a checkpoint file (None: not a resume)
+               if_exists:str='error' # `paths.if_exists`, to find the version a resume continues
+              ) -> tuple[dict, str]|None:
+    "`(values, where)`: the config of the run a resume continues (the checkpoint's own, else its run directory's `config.yaml`); None when not resuming or there is none."
+    if not resume: return None
+    if str(resume) != 'auto':
+        path = Path(resume)
+        if not _is_file(path): return None  # the config verdict names the missing checkpoint
+        from vae_nb.core import load_checkpoint
+        if stored := load_checkpoint(path, mmap=True).get('config'): return stored, f"checkpoint {path}"
+        folder = path.parent.parent if path.parent.name == CHECKPOINT_DIR else None
+    elif run_dir is None: return None
+    else: folder = _version_for(Path(run_dir), resume) if if_exists == 'version' else Path(run_dir)
+    if folder is None or not _is_file(RunDir(folder).config): return None
+    return _config_file(RunDir(folder).config), f"run {folder}"
 
 # %% ../nbs/00b_rundir.ipynb #6069a4d0
 def replace_text(path, text:str): # A file and its new content

@@ -319,7 +319,8 @@ def load_config_file(path:str|Path, # A .yaml/.yml or .json file
     return d
 
 def save_config(cfg:Config, path:str|Path) -> Path:
-    "Write `cfg` as YAML to `path`."
+    "Write `cfg` as YAML to `path`, atomically: a reader finds the old file or the new one, never a part."
+    from vae_nb.rundir import replace_text
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
+    replace_text(path, yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     return path

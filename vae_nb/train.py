@@ -6,14 +6,14 @@ Docs: https://vae-nb.github.io/vae_nb/train.html.md"""
 
 # %% auto #0
 __all__ = ['resolve_run_dir', 'start_run', 'build_callbacks', 'dataset_num_classes', 'training_loss', 'build_learner',
-           'finished_run', 'train_run', 'tiny_overrides']
+           'finished_run', 'RunConfigCB', 'train_run', 'tiny_overrides']
 
 # %% ../nbs/10_train.ipynb #63c08d58
 import itertools
 from datetime import datetime
 from pathlib import Path
 from .core import seed_everything, get_device, is_main_process, ConfigError, VaeNbError, load_checkpoint
-from .rundir import RunDir, start_run_dir, resume_checkpoint, guard_run_dir
+from .rundir import RunDir, start_run_dir, resume_checkpoint, guard_run_dir, discard_start
 from .config import validate_config
 from .schema import Config, save_config
 from .rundir import RunDir
@@ -21,7 +21,7 @@ from .space import ImageSpace
 from .loaders import build_dataloaders
 from .models import build_model
 from .losses import build_loss
-from .learner import Learner, VAEStepCB
+from .learner import Learner, VAEStepCB, Callback
 from .callbacks import *
 from .optim import make_opt_func
 from .gan import GANCB
@@ -93,12 +93,25 @@ def finished_run(cfg:Config, # The config of the resumed run
     "Why a resume from `checkpoint` has nothing left to do under `cfg` (its epochs or steps are done), or None."
     if checkpoint is None: return None
     ck, t = load_checkpoint(checkpoint, mmap=True), cfg.train
-    if ck['epoch'] < t.epochs and not (t.max_steps and ck['step'] >= t.max_steps): return None
-    limit = f"train.max_steps={t.max_steps}" if t.max_steps and ck['step'] >= t.max_steps else f"train.epochs={t.epochs}"
-    return (f"{checkpoint} is the end of a finished run (step {ck['step']}, epoch {ck['epoch']}; {limit}); nothing to resume. "
+    by_steps = bool(t.max_steps and ck['step'] >= t.max_steps)
+    if ck['epoch'] < t.epochs and not by_steps: return None
+    key, limit, done, at = ('max_steps', t.max_steps, ck['step'], 'steps') if by_steps else ('epochs', t.epochs, ck['epoch'], 'epochs')
+    own = (ck.get('config') or {}).get('train') or {}  # what the run itself was set to do
+    if ck['epoch'] < own.get('epochs', 0) and not (own.get('max_steps') and ck['step'] >= own['max_steps']):
+        fix = f"resume with the run's own train.{key}={own[key]} or more" if own.get(key) else f"resume without train.{key}, or with train.{key} above {done}"
+        return (f"train.{key}={limit} is at or below the {done} {at} {checkpoint} has already done (step {ck['step']}, epoch {ck['epoch']}); "
+                f"nothing to resume. The run is not finished: {fix}")
+    return (f"{checkpoint} is the end of a finished run (step {ck['step']}, epoch {ck['epoch']}; train.{key}={limit}); nothing to resume. "
             f"To train on, raise train.epochs or train.max_steps, e.g. train.epochs={max(t.epochs, ck['epoch']) + 10}")
 
 # %% ../nbs/10_train.ipynb #9a6d0eef
+class RunConfigCB(Callback):
+    "Write the run's `config.yaml` as training starts: after `ResumeCB` has loaded its checkpoint, so a resume that fails leaves the run's config as it was."
+    order = ResumeCB.order + 0.5
+    def __init__(self, cfg:Config, run_dir): self.cfg, self.run_dir = cfg, run_dir
+    def before_fit(self, learn):
+        if is_main_process(): save_config(self.cfg, RunDir(self.run_dir).config)
+
 def train_run(cfg:Config, # A resolved config (see `get_config`)
               cbs:list=() # Extra callbacks
              ) -> Path:
@@ -111,8 +124,11 @@ def train_run(cfg:Config, # A resolved config (see `get_config`)
             if is_main_process(): print(done, flush=True)
             return run_dir
         with guard_run_dir(run_dir):  # a full disk or an unwritable file: RunDirError naming it, the fix and the last good checkpoint
-            if is_main_process(): save_config(cfg, RunDir(run_dir).config)
-            build_learner(cfg, run_dir, cbs).fit(cfg.train.epochs)
+            try: learn = build_learner(cfg, run_dir, [*cbs, RunConfigCB(cfg, run_dir)])
+            except BaseException:
+                if is_main_process(): discard_start(run_dir)  # data or a model that cannot be built: no half-made run folder is left
+                raise
+            learn.fit(cfg.train.epochs)
     return run_dir
 
 # %% ../nbs/10_train.ipynb #2ea62a42
