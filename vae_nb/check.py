@@ -141,7 +141,8 @@ def run_checks(config=None, # A YAML/JSON config file
         if log: log(str(r))
     def config_check():  # notes (fields of another layout with no equivalent, preset parts switched off...) join the line instead of Python warnings
         r = resolve_command(config, overrides, **flags); cfg = got['cfg'] = r.cfg
-        return f"{config or 'defaults'} + {len(overrides)} overrides: model {cfg.model.name}, {cfg.data.spatial_dims}D" + ''.join(f"\n     note: {n}" for n in r.notes)
+        chosen = [str(config)] * bool(config) + [f"{k} preset {v}" for k in ('model', 'loss', 'training', 'dataset') if (v := flags.get(k) or (k == 'training' and flags.get('first_run')))]
+        return f"{', '.join(chosen) or 'defaults'} + {len(overrides)} overrides: model {cfg.model.name}, {cfg.data.spatial_dims}D" + ''.join(f"\n     note: {n}" for n in r.notes)
     def data_check(): detail, got['ds'] = _data(got['cfg']); return detail
     def model_check():
         cfg = got['cfg']; model = got['model'] = build_model(cfg)

@@ -224,26 +224,31 @@ def _missing(key:str, path, fix:str) -> list[str]:
     except (OSError, ValueError): exists = False
     return [] if exists else [f"{key}: {str(path)[:200]} does not exist; {fix}"]
 
-def _data_path_problems(path:str) -> list[str]:
-    "An existing `data.path` is a CSV file list, or a folder holding a data file (the walk stops at the first)."
-    try: folder, file = Path(path).is_dir(), Path(path).is_file()
-    except (OSError, ValueError): return []
-    if file and Path(path).suffix.lower() != '.csv':
-        return [f"data.path: {path} is a file, not a folder or a CSV file list; pass the folder of images/NIfTI files that holds it, a CSV file list, or builtin:NAME"]
+def _not_folder(key:str, path, takes:str) -> list[str]:
+    "`key`'s path `path` is an existing file where a folder (or what `takes` lists) belongs."
+    try: is_file = path is not None and Path(path).is_file()
+    except (OSError, ValueError): is_file = False
+    return [f"{key}: {str(path)[:200]} is a file; {key} takes {takes}"] if is_file else []
+
+def _no_data_files(path) -> list[str]:
+    "An existing `data.path` folder holds an image or NIfTI file (the walk stops at the first)."
+    try: folder = path is not None and Path(path).is_dir()
+    except (OSError, ValueError): folder = False
     if not folder: return []
     from vae_nb import files  # PIL and nibabel load only for file data
-    if next(files.iter_files(path), None) is None:
-        return [f"data.path: {path} has no image or NIfTI files (looked for {', '.join(files.DATA_EXTS)}, recursively); pass the folder that holds your data, or builtin:NAME (e.g. builtin:phantoms)"]
-    return []
+    if next(files.iter_files(path), None) is not None: return []
+    return [f"data.path: {path} has no image or NIfTI files (looked for {', '.join(files.DATA_EXTS)}, recursively); pass the folder that holds your data, or builtin:NAME (e.g. builtin:phantoms)"]
 
 def _check_paths(cfg:Config) -> list[str]:
-    "Paths that must exist do."
+    "Paths that must exist do, and are what their field takes (a folder, not an image file)."
     data_path = None if cfg.data.path.startswith('builtin:') else cfg.data.path
     resume = None if cfg.paths.resume == 'auto' else cfg.paths.resume
-    auto = ["paths.resume: auto means the latest checkpoint of the run in paths.run_dir, which is not set; pass --run-dir (or paths.run_dir=...)"]
+    auto = ["paths.resume: auto means the latest checkpoint of the run in paths.run_dir, which is not set; set the run directory (paths.run_dir)"]
     return (auto if cfg.paths.resume == 'auto' and not cfg.paths.run_dir else []) + (_missing('data.path', data_path, "pass an existing folder or CSV file, or builtin:NAME (e.g. builtin:phantoms)")
-            + (_data_path_problems(data_path) if data_path else [])
+            + (_not_folder('data.path', data_path, "a folder of images/NIfTI files, a CSV file list (.csv) or builtin:NAME; pass the folder that holds it") if not str(data_path).lower().endswith('.csv') else [])
+            + _no_data_files(data_path)
             + _missing('data.val_dir', cfg.data.val_dir, "pass an existing folder, or null to split data.path")
+            + _not_folder('data.val_dir', cfg.data.val_dir, "a folder of validation images/NIfTI files; pass the folder that holds it")
             + _missing('paths.resume', resume, "pass an existing checkpoint file, or auto for the run directory's latest checkpoint"))
 
 def _output_path_problems(cfg:Config) -> list[str]:

@@ -132,7 +132,7 @@ def load_checkpoint(path:str|Path, # A file written by `atomic_save`
     "Load a checkpoint safely (`weights_only=True`), with a clear error for a missing or corrupt file."
     import torch
     path = Path(path)
-    if not path.is_file(): raise VaeNbError(f"checkpoint {path}: file not found; check the path or pass --resume with an existing file")
+    if not path.is_file(): raise VaeNbError(f"checkpoint {path}: file not found; check the path")
     try: return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e: raise VaeNbError(f"checkpoint {path}: cannot be read ({type(e).__name__}: {str(e)[:200]}); it is corrupt or not a vae_nb checkpoint") from e
 

@@ -52,7 +52,10 @@ def folder_records(folder, # Base folder
                   ) -> list[dict]:
     "One record per file under `folder`, restricted to the named sub-sources; labels index the sub-source names."
     folder = Path(folder)
-    if not folder.is_dir(): raise VaeNbError(f"data.path: {folder} does not exist or is not a folder; pass a folder of images/NIfTI files, a CSV file, or builtin:NAME")
+    key = 'data.val_dir' if split == 'val' else 'data.path'
+    takes = f"{key} takes a folder of images/NIfTI files" + (", a CSV file list (.csv) or builtin:NAME" if key == 'data.path' else '')
+    if folder.is_file(): raise VaeNbError(f"{key}: {folder} is a file; {takes}; pass the folder that holds it")
+    if not folder.is_dir(): raise VaeNbError(f"{key}: {folder} does not exist; {takes}")
     groups = group_by_source(folder, skip)
     if not groups: raise VaeNbError(f"data.path: {folder} has no image or NIfTI files (looked for {', '.join(DATA_EXTS)}, recursively)")
     names = list(groups) if 'all' in sources else list(sources)

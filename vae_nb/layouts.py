@@ -6,13 +6,14 @@ Docs: https://vae-nb.github.io/vae_nb/layouts.html.md"""
 
 # %% auto #0
 __all__ = ['FLAT_NAMES', 'MONAI_LAYOUT', 'PYTORCH_VAE_LAYOUT', 'UNIFIED_LAYOUT', 'FOREIGN_WORDS', 'LAYOUTS', 'NoEquivalent',
-           'Translation', 'Layout', 'detect_layout', 'translate']
+           'Translation', 'Layout', 'detect_layout', 'qualified_names', 'translate']
 
 # %% ../nbs/01a_layouts.ipynb #24faeae8
 import difflib
 from pathlib import Path
+from dataclasses import fields
 from typing import Callable, NamedTuple
-from .schema import SECTIONS, flatten
+from .schema import SECTIONS, Config, flatten
 
 # %% ../nbs/01a_layouts.ipynb #7877efe5
 class NoEquivalent(str):
@@ -208,6 +209,12 @@ def detect_layout(d:dict) -> str:
     if set(paths) & {'data_base_dir', 'resume_ckpt', 'checkpoint_dir'}: return 'monai'
     return next((name for name, lay in LAYOUTS.items() if lay.markers & set(d)), 'vae_nb')
 
+# %% ../nbs/01a_layouts.ipynb #a9b1c001
+def qualified_names() -> dict:
+    "Each config field's own name -> its dotted key, e.g. `epochs` -> `train.epochs` (for did-you-mean hints on bare keys)."
+    cfg = Config()
+    return {f.name: f'{s}.{f.name}' for s in SECTIONS for f in fields(getattr(cfg, s))}
+
 # %% ../nbs/01a_layouts.ipynb #9386c226
 class _Walk:
     "Accumulates the result of walking a mapping with a layout table."
@@ -222,11 +229,12 @@ class _Walk:
                 self.problems.append(f"{where}: gives {key}={v!r} but {self.origins[key]} gave {self.values[key]!r}; make them agree")
             self.values[key], self.origins[key] = v, where
 
-    def unknown(self, where:str, key:str, known):
-        "An unknown key: a problem when it looks misspelled (or in vae_nb's layout, or strict), otherwise a note."
+    def unknown(self, where:str, key:str, known, top:bool=False):
+        "An unknown key: a problem when it looks misspelled (or in vae_nb's layout, or strict), otherwise a note. A bare key is matched against the fields too, and a field is suggested with its section."
         strict = self.strict or self.layout == 'vae_nb'
-        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6 if strict else 0.8)
-        if close: self.problems.append(f"{where}: unknown key; did you mean '{close[0]}'?")
+        qualified = qualified_names() if top else {}
+        close = [qualified[key]] if strict and key in qualified else difflib.get_close_matches(key, list(known) + (list(qualified) if strict else []), n=1, cutoff=0.6 if strict else 0.8)
+        if close: self.problems.append(f"{where}: unknown key; did you mean '{qualified.get(close[0], close[0])}'?")
         elif strict: self.problems.append(f"{where}: unknown key; valid top-level keys: {', '.join(SECTIONS)} (or flat names such as kl_anneal_end)")
         else: self.notes.append(f"{where}: no vae_nb equivalent in a {LAYOUTS[self.layout].label}; ignored")
 
@@ -235,7 +243,7 @@ class _Walk:
         for k, v in d.items():
             where, rule = f'{prefix}{k}', table.get(k)
             if rule is None and not prefix and k in SECTIONS: self.put(flatten({k: v}), 'passthrough')
-            elif rule is None: self.unknown(where, k, list(table) + ([] if prefix else list(SECTIONS)))
+            elif rule is None: self.unknown(where, k, list(table) + ([] if prefix else list(SECTIONS)), top=not prefix)
             elif isinstance(rule, NoEquivalent): self.notes.append(f"{where}: no vae_nb equivalent ({rule}); ignored")
             elif isinstance(rule, dict):
                 if isinstance(v, dict): self.walk(v, rule, f'{where}.')

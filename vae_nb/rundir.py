@@ -98,6 +98,7 @@ def resume_checkpoint(run_dir, # The run directory
 def model_checkpoint(path) -> Path: # A checkpoint file or a run directory
     "`path` itself for a file; for a run directory its `best.pt`, else its latest checkpoint (`VaeNbError` when it has none)."
     path = Path(path)
+    if not path.exists(): raise VaeNbError(f"checkpoint {path}: file not found, nor a run directory; pass a training checkpoint (<run dir>/checkpoints/best.pt or last.pt) or a run directory")
     if not path.is_dir(): return path
     if (found := best_checkpoint(path) or latest_checkpoint(path)) is None:
         raise VaeNbError(f"run directory {path}: holds no checkpoint yet; pass a checkpoint file or a run directory whose training has written one")

@@ -147,7 +147,7 @@ class TrainConfig:
 class LogConfig:
     "What a run records and how often."
     every_n_steps: int = 10 # Write a training row to metrics.jsonl (and TensorBoard) every N optimizer steps
-    progress: bool = True # Show a progress bar
+    progress: bool|Literal['auto'] = 'auto' # Show a progress bar per epoch: auto = only when the console (stderr) is a terminal, so a log file gets none; validation lines are printed either way
     tensorboard: bool = True # Write TensorBoard events under <run_dir>/tb
     sample_every_n_steps: int|None = None # Write a reconstruction grid to samples/ every N steps (always at the end)
     checkpoint_every_n_steps: int|None = None # Also write checkpoints/step_<N>.pt every N steps

@@ -54,7 +54,7 @@ def build_callbacks(cfg:Config, run_dir:Path) -> list:
     cbs = [VAEStepCB(), DataOrderCB(), DeviceCB(device, channels_last_format(cfg.data.spatial_dims) if t.channels_last else None),
            KLWeightCB(cfg), MixedPrecisionCB(t.precision, device, cfg.model.name), LRScheduleCB(t),
            NaNGuardCB(t.nan_policy, cfg, check_every=log.every_n_steps if device.type == 'cuda' else 1), SignalCB(),
-           ValidationCB(t.val_interval, lpips, space=space, seed=t.seed), MetricsLoggerCB(run_dir, log.every_n_steps),
+           ValidationCB(t.val_interval, lpips, space=space, seed=t.seed, ms_ssim_note=t.best_metric == 'ms_ssim'), MetricsLoggerCB(run_dir, log.every_n_steps),
            CheckpointCB(run_dir, cfg, t.best_metric, log.checkpoint_every_n_steps, log.keep_checkpoints, log.latent_stats_samples, log.checkpoint_minutes),
            ProgressCB(bar=log.progress), EstimateCB(t.max_steps, t.grad_accum),
            SampleGridCB(run_dir, log.sample_every_n_steps, space=space)]
