@@ -13,7 +13,7 @@ __all__ = ['CONFIG_FILE', 'METRICS_FILE', 'TB_DIR', 'SAMPLES_DIR', 'CHECKPOINT_D
            'replace_text', 'trim_metrics']
 
 # %% ../nbs/00b_rundir.ipynb #b4e2b1c8
-import errno, json, os, re, shutil, tempfile
+import errno, json, os, re, shutil, sys, tempfile
 import yaml
 from contextlib import contextmanager
 from pathlib import Path
@@ -227,6 +227,7 @@ def start_run_dir(run_dir, # `paths.run_dir`
     "Choose, check and tidy the folder a run writes to; returns it."
     with writing(run_dir): path = choose_run_dir(run_dir, if_exists, resume)
     if not resume and is_run_dir(path) and (if_exists == 'overwrite' or not has_progress(path)):
+        if if_exists != 'overwrite': print(f"note: {path} holds a start that made no progress (no checkpoint, no metrics row); reusing it", file=sys.stderr)
         with writing(path): clear_run(path)
     check_writable(path)
     with writing(path): remove_stale_tmp(path)
