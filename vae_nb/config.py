@@ -230,6 +230,15 @@ def _not_folder(key:str, path, takes:str) -> list[str]:
     except (OSError, ValueError): is_file = False
     return [f"{key}: {str(path)[:200]} is a file; {key} takes {takes}"] if is_file else []
 
+def _no_data_files(path) -> list[str]:
+    "An existing `data.path` folder holds an image or NIfTI file (the walk stops at the first)."
+    try: folder = path is not None and Path(path).is_dir()
+    except (OSError, ValueError): folder = False
+    if not folder: return []
+    from vae_nb import files  # PIL and nibabel load only for file data
+    if next(files.iter_files(path), None) is not None: return []
+    return [f"data.path: {path} has no image or NIfTI files (looked for {', '.join(files.DATA_EXTS)}, recursively); pass the folder that holds your data, or builtin:NAME (e.g. builtin:phantoms)"]
+
 def _check_paths(cfg:Config) -> list[str]:
     "Paths that must exist do, and are what their field takes (a folder, not an image file)."
     data_path = None if cfg.data.path.startswith('builtin:') else cfg.data.path
@@ -237,6 +246,7 @@ def _check_paths(cfg:Config) -> list[str]:
     auto = ["paths.resume: auto means the latest checkpoint of the run in paths.run_dir, which is not set; set the run directory (paths.run_dir)"]
     return (auto if cfg.paths.resume == 'auto' and not cfg.paths.run_dir else []) + (_missing('data.path', data_path, "pass an existing folder or CSV file, or builtin:NAME (e.g. builtin:phantoms)")
             + (_not_folder('data.path', data_path, "a folder of images/NIfTI files, a CSV file list (.csv) or builtin:NAME; pass the folder that holds it") if not str(data_path).lower().endswith('.csv') else [])
+            + _no_data_files(data_path)
             + _missing('data.val_dir', cfg.data.val_dir, "pass an existing folder, or null to split data.path")
             + _not_folder('data.val_dir', cfg.data.val_dir, "a folder of validation images/NIfTI files; pass the folder that holds it")
             + _missing('paths.resume', resume, "pass an existing checkpoint file, or auto for the run directory's latest checkpoint"))

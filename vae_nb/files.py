@@ -7,7 +7,7 @@ Docs: https://vae-nb.github.io/vae_nb/files.html.md"""
 # %% auto #0
 __all__ = ['IMAGE_EXTS', 'NIFTI_EXTS', 'DATA_EXTS', 'IMAGE_CHANNELS', 'full_suffix', 'stem', 'is_nifti', 'is_image', 'is_tiff',
            'FileImage', 'bad_file', 'fit_channels', 'read_image', 'read_nifti', 'read_file', 'check_file',
-           'atomic_write', 'write_file', 'list_files', 'problems']
+           'atomic_write', 'write_file', 'iter_files', 'list_files', 'problems']
 
 # %% ../nbs/00d_files.ipynb #7daebbfb
 import os, uuid, logging
@@ -255,17 +255,23 @@ def _enter(folder:Path, skip:set) -> bool:
     if is_run_dir(folder): _log.warning(f"{folder}: not searched for data files, it holds a vae_nb run"); return False
     return True
 
+def iter_files(folder, # Folder to search recursively
+               suffixes:tuple=DATA_EXTS, # File types to list
+               skip=() # Folders not to enter, e.g. the current run directory
+              ):
+    "Data files under `folder` in the order the walk finds them; hidden files and folders, run directories and `skip` are left out."
+    skip = {Path(s).resolve() for s in skip if s}
+    for root, dirs, files in os.walk(folder):
+        root = Path(root)
+        dirs[:] = [d for d in dirs if _enter(root/d, skip)]
+        yield from (root/f for f in files if not f.startswith('.') and full_suffix(f) in suffixes)
+
 def list_files(folder, # Folder to search recursively
                suffixes:tuple=DATA_EXTS, # File types to list
                skip=() # Folders not to enter, e.g. the current run directory
               ) -> list[Path]:
-    "Data files under `folder`, sorted; hidden files and folders, run directories and `skip` are left out."
-    skip, found = {Path(s).resolve() for s in skip if s}, []
-    for root, dirs, files in os.walk(folder):
-        root = Path(root)
-        dirs[:] = [d for d in dirs if _enter(root/d, skip)]
-        found += [root/f for f in files if not f.startswith('.') and full_suffix(f) in suffixes]
-    return sorted(found)
+    "Data files under `folder`, sorted (`iter_files`; `next(iter_files(folder), None)` asks only whether there is one)."
+    return sorted(iter_files(folder, suffixes, skip))
 
 # %% ../nbs/00d_files.ipynb #619cf08b
 def _lists_images(path) -> bool:
