@@ -43,7 +43,7 @@ def _command(fn, prog:str, body, exit_code=lambda result: 0):
 # %% ../nbs/12_cli.ipynb #687ad721
 def config_flags(config:str=None, # A YAML or JSON config file: vae_nb's layout, a MONAI AutoencoderKL JSON, a PyTorch-VAE YAML or flat keys (fundus beta-VAE, unified preset JSON)
                  presets:str=None, # A YAML/JSON file of your own presets, added to the built-in ones
-                 loss:str=None, # Loss preset, e.g. mse_l1 (see --list-presets)
+                 loss:str=None, # Loss preset, e.g. mse_l1 (vae_nb_train --list-presets describes them)
                  training:str=None, # Training preset, e.g. quick_test
                  model:str=None, # Model preset, e.g. small or kl_balanced
                  dataset:str=None, # Dataset preset capping data.max_samples, e.g. tiny

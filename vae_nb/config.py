@@ -282,7 +282,7 @@ def _preset_layer(table:dict, group:str, name, problems:list) -> Translation|Non
     if name not in table[group]:
         close = difflib.get_close_matches(str(name), list(table[group]), n=1)
         hint = f"did you mean '{close[0]}'? " if close else ''
-        problems.append(f"--{group} {name}: unknown {group} preset; {hint}valid: {', '.join(table[group])} (see --list-presets)"); return None
+        problems.append(f"--{group} {name}: unknown {group} preset; {hint}valid: {', '.join(table[group])} (vae_nb_train --list-presets describes them)"); return None
     return preset_values(group, table[group][name])
 
 # %% ../nbs/01d_config.ipynb #23c1a33e
