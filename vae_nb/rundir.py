@@ -265,8 +265,11 @@ def run_config(run_dir=None, # `paths.run_dir` (None: not given)
         path = Path(resume)
         if not _is_file(path): return None  # the config verdict names the missing checkpoint
         from vae_nb.core import load_checkpoint
-        if stored := load_checkpoint(path, mmap=True).get('config'): return stored, f"checkpoint {path}"
-        folder = path.parent.parent if path.parent.name == CHECKPOINT_DIR else None
+        folder = path.parent.parent if path.parent.name == CHECKPOINT_DIR else None  # the run the checkpoint belongs to
+        if stored := load_checkpoint(path, mmap=True).get('config'):
+            paths = stored.get('paths') or {}
+            if folder is not None and not paths.get('run_dir'): stored = {**stored, 'paths': {**paths, 'run_dir': str(folder)}}  # a runs/<date-time> run goes on in its folder
+            return stored, f"checkpoint {path}"
     elif run_dir is None: return None
     else: folder = _version_for(Path(run_dir), resume) if if_exists == 'version' else Path(run_dir)
     if folder is None or not _is_file(RunDir(folder).config): return None
