@@ -12,7 +12,7 @@ __all__ = ['SEED_STRIDE', 'VaeNbError', 'ConfigError', 'seed_everything', 'mix_s
            'note_once', 'format_duration']
 
 # %% ../nbs/00_core.ipynb #c1c5c03e
-import math, os, random, tempfile
+import errno, math, os, random, shutil, tempfile
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 import numpy as np
@@ -111,15 +111,23 @@ def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 # %% ../nbs/00_core.ipynb #533c8eec
+def _failed_write(e:RuntimeError) -> bool:
+    "Is `e` torch's zip writer reporting that the file write itself failed (it raises RuntimeError, not OSError, for a full disk)?"
+    return any(k in str(e) for k in ('unexpected pos', 'file write failed', 'PytorchStreamWriter failed'))
+
 def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and plain Python for `weights_only` loading)
                 path:str|Path): # Destination file; its folder is created
-    "Write `obj` to `path` atomically: temp file, fsync, rename."
+    "Write `obj` to `path` atomically: temp file, fsync, rename. A failed write (full disk, I/O error) raises `OSError` naming `path`, and leaves the old file."
     import torch
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f); f.flush(); os.fsync(f.fileno())
+            try: torch.save(obj, f)
+            except RuntimeError as e:
+                if not _failed_write(e): raise
+                raise OSError(errno.ENOSPC if shutil.disk_usage(path.parent).free < 2 ** 26 else errno.EIO, f"the file could not be written ({e})", str(path)) from e
+            f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
