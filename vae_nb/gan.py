@@ -12,10 +12,10 @@ from functools import partial
 from types import SimpleNamespace
 import torch
 from torch import nn
-from .core import autocast_like, autocast_state, frozen, unwrap
+from .core import autocast_like, autocast_state, frozen, unwrap, grads_finite, first_nonfinite
 from .schema import Config
 from .space import ImageSpace
-from .learner import Callback
+from .learner import Callback, warn_user
 from .models import build_discriminator
 from .config import resolve_precision
 from .optim import make_opt_func
@@ -31,6 +31,7 @@ class GANCB(Callback):
         self.cfg, self.disc = cfg, disc if disc is not None else build_discriminator(cfg)
         self.space = ImageSpace.from_config(cfg)  # the discriminator compares reconstructions and inputs in one range
         self.opt, self.scaler, self.disc_steps, self._pending = self.disc_optimizer(), None, 0, None
+        self.skipped = 0  # discriminator steps skipped for non-finite gradients (this process, this fit)
         self.disc_loss = None  # the discriminator's loss at its last update
 
     def disc_optimizer(self) -> torch.optim.Optimizer:
@@ -65,17 +66,26 @@ class GANCB(Callback):
         if not self.update_due: return
         self.update_due = False
         fake, real = self.space.output_pair(learn.preds.recon.detach(), learn.batch['image'].detach())
+        skipped = self.skipped
         self.disc_loss = self.update_disc(real, fake)
         learn.loss = with_term(learn.loss, 'disc', self.disc_loss)
+        if self.skipped > skipped and skipped == 0:
+            warn_user(learn, f"step {learn.step}: the discriminator's gradients are NaN or infinite; its step was skipped (as every such step will be); lower train.disc_lr or loss.adv_weight if this repeats")
 
     def update_disc(self, real:torch.Tensor, fake:torch.Tensor) -> torch.Tensor:
-        "One optimizer step of the discriminator on `real` vs `fake`; returns its (detached) loss."
+        "One optimizer step of the discriminator on `real` vs `fake`; when its gradients are not finite the step is skipped (counted in `skipped`) and its buffers (norm statistics) restored; returns its (detached) loss."
+        buffers = [b.detach().clone() for b in self.disc.buffers()]
         with autocast_like(real.device.type, self.amp):
             loss = discriminator_loss(self.disc(real), self.disc(fake), self.cfg.loss.adv_loss)
         self.opt.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         average_gradients(self.disc.parameters())
-        self.scaler.step(self.opt); self.scaler.update()
+        if self.scaler.is_enabled() or grads_finite(self.disc.parameters()): self.scaler.step(self.opt)  # an fp16 scaler skips such a step itself
+        else:
+            self.skipped += 1; self.opt.zero_grad(set_to_none=True)
+            with torch.no_grad():
+                for b, kept in zip(self.disc.buffers(), buffers): b.copy_(kept)
+        self.scaler.update()
         self.disc_steps += 1
         return loss.detach()
 
