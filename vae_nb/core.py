@@ -6,10 +6,10 @@ Docs: https://vae-nb.github.io/vae_nb/core.html.md"""
 
 # %% auto #0
 __all__ = ['SEED_STRIDE', 'VaeNbError', 'ConfigError', 'seed_everything', 'mix_seed', 'SeededIndex', 'rng_state', 'set_rng_state',
-           'isolated_rng', 'get_device', 'world_size', 'rank', 'is_main_process', 'is_distributed', 'atomic_save',
-           'load_checkpoint', 'first_nonfinite', 'NonFiniteLossError', 'last_good', 'divergence_fix', 'state_problem',
-           'grads_finite', 'to_device', 'channels_last_format', 'unwrap', 'autocast_state', 'autocast_like', 'frozen',
-           'note_once', 'format_duration']
+           'isolated_rng', 'get_device', 'world_size', 'rank', 'is_main_process', 'is_distributed', 'write_atomically',
+           'atomic_save', 'load_checkpoint', 'first_nonfinite', 'NonFiniteLossError', 'last_good', 'divergence_fix',
+           'state_problem', 'grads_finite', 'to_device', 'channels_last_format', 'unwrap', 'autocast_state',
+           'autocast_like', 'frozen', 'note_once', 'format_duration']
 
 # %% ../nbs/00_core.ipynb #c1c5c03e
 import errno, math, os, random, shutil, tempfile
@@ -115,15 +115,14 @@ def _failed_write(e:RuntimeError) -> bool:
     "Is `e` torch's zip writer reporting that the file write itself failed (it raises RuntimeError, not OSError, for a full disk)?"
     return any(k in str(e) for k in ('unexpected pos', 'file write failed', 'PytorchStreamWriter failed'))
 
-def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and plain Python for `weights_only` loading)
-                path:str|Path): # Destination file; its folder is created
-    "Write `obj` to `path` atomically: temp file, fsync, rename. A failed write (full disk, I/O error) raises `OSError` naming `path`, and leaves the old file."
-    import torch
+def write_atomically(path, # Destination file; its folder is created
+                     write): # `write(f)` writes the content to the binary file object `f`
+    "Call `write(f)` on a temporary file next to `path`, then flush, fsync and rename it to `path`: a reader finds the old file or the new one, never a part. A failed write (full disk, I/O error) raises `OSError` naming `path`, and leaves the old file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
         with os.fdopen(fd, 'wb') as f:
-            try: torch.save(obj, f)
+            try: write(f)
             except RuntimeError as e:
                 if not _failed_write(e): raise
                 raise OSError(errno.ENOSPC if shutil.disk_usage(path.parent).free < 2 ** 26 else errno.EIO, f"the file could not be written ({e})", str(path)) from e
@@ -132,6 +131,12 @@ def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and pla
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise
     return path
+
+def atomic_save(obj, # Anything `torch.save` accepts (keep it to tensors and plain Python for `weights_only` loading)
+                path:str|Path): # Destination file; its folder is created
+    "Write `obj` with `torch.save` to `path` atomically (`write_atomically`): a failed write raises `OSError` naming `path`, and leaves the old file."
+    import torch
+    return write_atomically(path, lambda f: torch.save(obj, f))
 
 # %% ../nbs/00_core.ipynb #5095cb56
 def load_checkpoint(path:str|Path, # A file written by `atomic_save`

@@ -17,7 +17,7 @@ import errno, json, os, re, shutil, sys, tempfile
 import yaml
 from contextlib import contextmanager
 from pathlib import Path
-from .core import VaeNbError
+from .core import VaeNbError, write_atomically
 
 # %% ../nbs/00b_rundir.ipynb #b8efc841
 CONFIG_FILE, METRICS_FILE, TB_DIR, SAMPLES_DIR, CHECKPOINT_DIR, CACHE_DIR = 'config.yaml', 'metrics.jsonl', 'tb', 'samples', 'checkpoints', 'cache'
@@ -277,14 +277,8 @@ def run_config(run_dir=None, # `paths.run_dir` (None: not given)
 
 # %% ../nbs/00b_rundir.ipynb #6069a4d0
 def replace_text(path, text:str): # A file and its new content
-    "Write `text` to `path` atomically (temp file, fsync, rename), with a `RunDirError` when that fails."
-    path = Path(path)
-    with writing(path):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
-        try:
-            with os.fdopen(fd, 'w') as f: f.write(text); f.flush(); os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException: Path(tmp).unlink(missing_ok=True); raise
+    "Write `text` to `path` atomically (`vae_nb.core.write_atomically`), with a `RunDirError` when that fails."
+    with writing(path): write_atomically(path, lambda f: f.write(text.encode()))
 
 def _row_step(line:str):
     "The step of one metrics line; None when the line is torn."

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from .space import ImageSpace
 import torch.nn.functional as F
 from .core import isolated_rng, unwrap
+from .files import atomic_write
 from .rundir import RunDir
 
 # %% ../nbs/06b_visualize.ipynb #19a72fee
@@ -65,12 +66,8 @@ def save_png(img, # Image tensor `[1|3, H, W]` in [0, 1]
              path) -> Path: # Destination; its folder is created
     "Write `img` as an 8-bit PNG at `path` atomically (temp file, then rename)."
     from PIL import Image
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     arr = img.detach().float().cpu().clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(1, 2, 0).numpy()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.png'); os.close(fd)
-    try: Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(tmp, format='PNG'); os.chmod(tmp, 0o644); os.replace(tmp, path)  # mkstemp's 0600 would hide it from others
-    except BaseException: Path(tmp).unlink(missing_ok=True); raise
-    return path
+    return atomic_write(path, lambda p: Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(p, format='PNG'))
 
 def save_recon_grid(path, x, recon, n:int=8, per_row:int|None=None, min_px:int=0) -> Path:
     "Write `recon_grid` as a PNG at `path`."
@@ -86,11 +83,7 @@ def save_figure(fig:Figure, # The figure to write
                 path, # Destination PNG; its folder is created
                 dpi:int=100) -> Path:
     "Write `fig` as a PNG at `path` atomically (temp file, then rename)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.stem}.', suffix='.png'); os.close(fd)
-    try: fig.savefig(tmp, dpi=dpi, bbox_inches='tight'); os.replace(tmp, path)
-    except BaseException: Path(tmp).unlink(missing_ok=True); raise
-    return path
+    return atomic_write(path, lambda p: fig.savefig(p, format='png', dpi=dpi, bbox_inches='tight'))
 
 def _finish(fig:Figure, path=None) -> Figure:
     "Save `fig` to `path` when given; return it."
